@@ -1,0 +1,51 @@
+# L2-normalized features for OoD detection (Haas, Yolland, Rabus; TMLR): the reproduction.
+#
+#   snakemake --cores 2                       the demo study (digits, CPU, minutes)
+#   snakemake paper --workflow-profile ...    the whole paper
+#   snakemake results/paper/tables/table4.md  one table and exactly what it needs
+#
+# download -> prepare -> train -> infer -> evaluate -> tables / figures -> report
+
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the l2ood library
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
+
+
+localrules:
+    all,
+    study_metrics,
+    table,
+    figure,
+
+
+rule all:
+    default_target: True
+    input:
+        study_targets(config["default_study"]),
+
+
+# One target rule per study: `snakemake demo`, `snakemake paper`.
+for _study in config["studies"]:
+
+    rule:
+        name:
+            _study
+        input:
+            study_targets(_study),
+        localrule: True

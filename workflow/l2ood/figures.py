@@ -1,0 +1,158 @@
+"""The paper's figures as matplotlib figures, from the files a resolved figure spec names.
+
+``render_figure(spec)`` dispatches on ``spec["kind"]``; each kind reads what
+``l2ood.config.FIGURE_READS`` says (per-image outputs, collapse histories or probes).
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .collapse import change_by_norm_group  # noqa: E402
+from .evaluate import load_outputs  # noqa: E402
+from .scores import msp  # noqa: E402
+
+HEAD_COLORS = {"linear": "tab:gray", "l2": "tab:blue"}
+
+
+def _panels(n: int, width: float = 4.2, height: float = 3.4, sharey: bool = False):
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False, sharey=sharey, layout="constrained")
+    return fig, list(axes[0])
+
+
+def norm_distributions(spec: dict):
+    """Figure 5: the feature norms of each data set, one panel per model (box: quartiles,
+    whiskers: 5th-95th percentile, diamond: mean)."""
+    fig, axes = _panels(len(spec["panels"]), width=max(4.2, 1.3 * len(spec["labels"])))
+    for ax, p in zip(axes, spec["panels"]):
+        names = list(p["outputs"])
+        norms = [load_outputs(p["outputs"][d])["feature_norm"] for d in names]
+        ax.boxplot(norms, whis=(5, 95), showfliers=False, showmeans=True,
+                   meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
+                   patch_artist=True, boxprops={"facecolor": HEAD_COLORS.get(p["head"], "tab:blue"), "alpha": 0.5})  # fmt: skip
+        ax.set_xticks(range(1, len(names) + 1), [spec["labels"][d] for d in names], rotation=25, ha="right")
+        ax.set_ylabel("Feature norm ||z|| (before normalization)")
+        ax.set_title(f"{p['title']} (seed {p['seed']})")
+        ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def accuracy_vs_norm(spec: dict):
+    """Figure 7: ID test images sorted by feature norm into equal-sized bins; accuracy per bin."""
+    from scipy.stats import spearmanr
+
+    bins = int(spec.get("bins", 125))
+    fig, axes = _panels(len(spec["panels"]), sharey=True)
+    for ax, p in zip(axes, spec["panels"]):
+        out = load_outputs(p["outputs"][p["id"]])
+        order = np.argsort(out["feature_norm"], kind="stable")
+        correct = (out["logits"].argmax(1) == out["labels"])[order]
+        groups = np.array_split(np.arange(len(order)), bins)
+        x = [out["feature_norm"][order][g].mean() for g in groups]
+        y = [correct[g].mean() for g in groups]
+        rho = spearmanr(x, y).statistic
+        ax.plot(x, y, "o-", ms=3, color=HEAD_COLORS.get(p["head"], "tab:blue"))
+        ax.set_xlabel("Mean feature norm of the bin")
+        ax.set_title(f"{p['title']}: {bins} bins of {len(order) // bins}+ images, Spearman {rho:.2f}")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Accuracy of the bin")
+    return fig
+
+
+def _seed_curves(paths: list[str], column: str) -> tuple[np.ndarray, np.ndarray]:
+    frames = [pd.read_csv(p) for p in paths]
+    return frames[0]["epoch"].to_numpy(), np.stack([f[column].to_numpy() for f in frames])
+
+
+def norm_variability(spec: dict):
+    """Figure 3 (right): coefficient of variation of the probe images' feature norms per epoch;
+    line: mean over seeds, band: min-max."""
+    fig, axes = _panels(1, width=5.5)
+    ax = axes[0]
+    for p in spec["panels"]:
+        epochs, cv = _seed_curves(p["collapse"], "norm_cv")
+        color = HEAD_COLORS.get(p["head"], None)
+        ax.plot(epochs, cv.mean(0), label=f"{p['title']} ({len(cv)} seeds)", color=color)
+        ax.fill_between(epochs, cv.min(0), cv.max(0), alpha=0.25, color=color)
+    ax.set_xlabel("Epoch (0 = initialization)")
+    ax.set_ylabel("Std / mean of feature norms")
+    ax.set_title("Variability of feature norms through training")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def collapse(spec: dict):
+    """Neural-collapse measures through training (Eqs. 2-4), mean over seeds."""
+    measures = [("nc1", "NC1 (Eq. 2)", True), ("equinormality", "Equinormality (Eq. 3)", False),
+                ("equiangularity", "Equiangularity (Eq. 4)", False)]  # fmt: skip
+    fig, axes = _panels(len(measures))
+    for ax, (col, title, log) in zip(axes, measures):
+        for p in spec["panels"]:
+            epochs, v = _seed_curves(p["collapse"], col)
+            ax.plot(epochs, v.mean(0), label=p["title"], color=HEAD_COLORS.get(p["head"], None))
+        ax.set_title(title)
+        ax.set_xlabel("Epoch")
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Value (0 = collapsed)")
+    axes[0].legend()
+    return fig
+
+
+def feature_change(spec: dict):
+    """Figures 3 (center) and 6: mean squared feature change between consecutive epochs (Eq. 8),
+    probe images grouped by their final feature norm."""
+    fig, axes = _panels(len(spec["panels"]))
+    for ax, p in zip(axes, spec["panels"]):
+        with np.load(p["probes"]) as z:
+            norms, change = z["norms"], z["sq_change"]
+        labels, rows = change_by_norm_group(change, norms[-1], edges=p.get("edges"))
+        for label, row in zip(labels, rows):
+            ax.plot(np.arange(1, len(row) + 1), row, label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("Epoch")
+        ax.set_title(f"{p['title']} (seed {p['seed']})")
+        ax.legend(title="final norm", fontsize="small")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Mean ||z_e - z_(e-1)||^2")
+    return fig
+
+
+def softmax_vs_norm(spec: dict):
+    """Figure 4: maximum softmax probability against feature norm, ID and one OoD set."""
+    fig, axes = _panels(len(spec["panels"]), sharey=True)
+    for ax, p in zip(axes, spec["panels"]):
+        for d, color in zip(p["outputs"], ("tab:blue", "tab:orange")):
+            out = load_outputs(p["outputs"][d])
+            scale = p.get("scale")
+            from .scores import scaled_msp
+
+            y = scaled_msp(out, scale) if scale else msp(out)
+            ax.scatter(out["feature_norm"], y, s=2, alpha=0.4, color=color, label=spec["labels"][d])
+        ax.set_xlabel("Feature norm ||z||")
+        ax.set_title(p["title"])
+        ax.legend(markerscale=5)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Maximum softmax probability")
+    return fig
+
+
+FIGURE_KINDS = {
+    "norm_distributions": norm_distributions,
+    "accuracy_vs_norm": accuracy_vs_norm,
+    "norm_variability": norm_variability,
+    "collapse": collapse,
+    "feature_change": feature_change,
+    "softmax_vs_norm": softmax_vs_norm,
+}
+
+
+def render_figure(spec: dict):
+    if spec["kind"] not in FIGURE_KINDS:
+        raise ValueError(f"unknown figure kind {spec['kind']!r}; known: {sorted(FIGURE_KINDS)}")
+    return FIGURE_KINDS[spec["kind"]](spec)

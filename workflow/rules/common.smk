@@ -1,0 +1,166 @@
+# Config -> targets: schema validation, wildcard constraints and every input function.
+# The logic lives in l2ood.config (unit-tested); these are the Snakemake-facing adapters.
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from l2ood import config as cfglib
+
+validate(config, "../schemas/config.schema.yaml")
+try:
+    cfglib.check(config)
+except cfglib.ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+
+wildcard_constraints:
+    run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    seed=r"\d+",
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    split=r"train|test",
+    study=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    table=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    figure=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+RUN_DIR = cfglib.RUN_DIR
+LOCAL_RULES = ["study_metrics", "table", "figure"]
+
+
+def prepared(dataset, split):
+    return f"resources/prepared/{dataset}/{split}.npz"
+
+
+def dataset_spec(name):
+    if name not in config["datasets"]:
+        raise WorkflowError(f"unknown data set {name!r}; define it under 'datasets:' in config.yaml")
+    return config["datasets"][name]
+
+
+def run_spec(name):
+    if name not in config["runs"]:
+        raise WorkflowError(f"unknown run {name!r}; define it under 'runs:' in config.yaml")
+    return config["runs"][name]
+
+
+def study_spec(name):
+    if name not in config["studies"]:
+        raise WorkflowError(f"unknown study {name!r}; known: {sorted(config['studies'])}")
+    return config["studies"][name]
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def prepare_inputs(wildcards):
+    spec = dataset_spec(wildcards.dataset)
+    kind = spec["kind"]
+    if kind in cfglib.RAW_KINDS:
+        from l2ood import sources  # no torch at import: this runs at parse time on every node
+
+        return sources.raw_files(kind, config["download"]["root"])
+    if kind == "gaussian":
+        return [prepared(spec["like"], "test")] if "like" in spec else []
+    if kind == "scrambled":
+        return [prepared(spec["of"], "test")]
+    if kind == "resize":
+        return [prepared(spec["of"], wildcards.split)]
+    return []
+
+
+def prepare_params(wildcards):
+    return dataset_spec(wildcards.dataset)
+
+
+# --- training and inference ------------------------------------------------------------------
+
+
+def train_input(wildcards):
+    return prepared(run_spec(wildcards.run)["dataset"], "train")
+
+
+def train_params(wildcards):
+    return cfglib.resolve_run(config, wildcards.run)
+
+
+def train_gpus(wildcards):
+    return run_spec(wildcards.run).get("gpus", 1)
+
+
+def train_runtime(wildcards):
+    """Minutes to request on a cluster: epochs x a per-epoch estimate for the model on one GPU."""
+    spec = run_spec(wildcards.run)
+    per_epoch = {"resnet50": 0.5, "convnext_tiny": 0.5, "cct_7_3x1": 0.4}.get(spec["model"], 0.15)
+    return int(30 + config["recipes"][spec["recipe"]]["epochs"] * per_epoch * 2)  # x2: headroom
+
+
+def infer_inputs(wildcards):
+    return {"model": f"{RUN_DIR}/model.pt", "images": prepared(wildcards.dataset, "test")}
+
+
+def evaluate_inputs(wildcards):
+    spec = run_spec(wildcards.run)
+    out = f"{RUN_DIR}/outputs/{{name}}.npz"
+    return {
+        "id": out.format(run=wildcards.run, seed=wildcards.seed, name=spec["dataset"]),
+        "ood": [out.format(run=wildcards.run, seed=wildcards.seed, name=d) for d in spec["ood"]],
+    }
+
+
+def evaluate_params(wildcards):
+    spec = run_spec(wildcards.run)
+    return {
+        "run": wildcards.run,
+        "seed": int(wildcards.seed),
+        "model": spec["model"],
+        "head": spec["head"],
+        "recipe": spec["recipe"],
+        "id": spec["dataset"],
+        "ood": spec["ood"],
+    }
+
+
+# --- studies: metrics, tables, figures -------------------------------------------------------
+
+
+def run_seed_files(runs, name):
+    return [cfglib.run_file(r, s, name) for r in runs for s in cfglib.seeds(config, r)]
+
+
+def study_metrics_inputs(wildcards):
+    return run_seed_files(study_spec(wildcards.study)["runs"], "metrics.csv")
+
+
+def table_spec(wildcards):
+    tables = study_spec(wildcards.study).get("tables", {})
+    if wildcards.table not in tables:
+        raise WorkflowError(
+            f"study {wildcards.study!r} has no table {wildcards.table!r}; it has {sorted(tables)}"
+        )
+    return cfglib.resolve_table(config, tables[wildcards.table])
+
+
+def table_inputs(wildcards):
+    return cfglib.table_files(table_spec(wildcards))
+
+
+def figure_spec(wildcards):
+    figures = study_spec(wildcards.study).get("figures", {})
+    if wildcards.figure not in figures:
+        raise WorkflowError(
+            f"study {wildcards.study!r} has no figure {wildcards.figure!r}; it has {sorted(figures)}"
+        )
+    return cfglib.resolve_figure(config, figures[wildcards.figure])
+
+
+def figure_inputs(wildcards):
+    return cfglib.figure_files(figure_spec(wildcards))
+
+
+def study_targets(study):
+    spec = study_spec(study)
+    root = f"results/{study}"
+    targets = [f"{root}/metrics.csv"]
+    targets += [f"{root}/tables/{t}.{ext}" for t in spec.get("tables", {}) for ext in ("csv", "md", "tex")]
+    targets += [f"{root}/figures/{f}.{ext}" for f in spec.get("figures", {}) for ext in ("png", "pdf")]
+    return targets

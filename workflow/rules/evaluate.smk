@@ -1,0 +1,34 @@
+# evaluate: one run and seed's outputs -> tidy metrics (one row per OoD set x score).
+# study_metrics: every run and seed of a study -> results/{study}/metrics.csv.
+
+
+rule evaluate:
+    input:
+        unpack(evaluate_inputs),
+    output:
+        f"{RUN_DIR}/metrics.csv",
+    log:
+        "logs/evaluate/{run}/seed{seed}.log",
+    conda:
+        "../../envs/l2ood.yaml"
+    params:
+        meta=evaluate_params,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule study_metrics:
+    input:
+        study_metrics_inputs,
+    output:
+        report(
+            "results/{study}/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Metrics",
+        ),
+    log:
+        "logs/study_metrics/{study}.log",
+    conda:
+        "../../envs/l2ood.yaml"
+    script:
+        "../scripts/study_metrics.py"

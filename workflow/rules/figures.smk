@@ -1,0 +1,22 @@
+# figure: the outputs, probes or histories a figure names -> png and pdf.
+
+
+rule figure:
+    input:
+        figure_inputs,
+    output:
+        png=report(
+            "results/{study}/figures/{figure}.png",
+            caption="../report/caption.rst",
+            category="Figures",
+            subcategory="{figure}",
+        ),
+        pdf="results/{study}/figures/{figure}.pdf",
+    log:
+        "logs/figure/{study}/{figure}.log",
+    conda:
+        "../../envs/l2ood.yaml"
+    params:
+        spec=figure_spec,
+    script:
+        "../scripts/figure.py"
