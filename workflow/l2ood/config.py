@@ -15,6 +15,26 @@ class ConfigError(ValueError):
     """The config refers to something it does not define, or combines things that do not fit."""
 
 
+def schema_errors(config: dict, schema_path) -> list[str]:
+    """Every schema violation of ``config``, each naming the key path, e.g.
+    ``runs.demo-l2: unknown key 'epoch'`` or ``recipes.sgd60.epochs: 'sixty' is not of type 'integer'``."""
+    import jsonschema
+    import yaml
+
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    out = []
+    for err in sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path)):
+        where = ".".join(str(p) for p in err.path) or "(top level)"
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            known = ", ".join(sorted(err.schema.get("properties", {})))
+            out.append(f"{where}: unknown key(s) {extra}; known keys: {known}")
+        else:
+            out.append(f"{where}: {err.message}")
+    return out
+
+
 def _runs_of_spec(spec: dict) -> list[str]:
     """Every run a table or figure spec names (rows' plain/l2/runs, panels' run)."""
     runs = []
@@ -150,7 +170,7 @@ def resolve_figure(config: dict, spec: dict) -> dict:
         else:
             q["probes"] = run_file(p["run"], seed, "probes.npz")
         panels.append(q)
-    used = {d for q in panels for d in q.get("outputs", {})}
+    used = sorted({d for q in panels for d in q.get("outputs", {})})  # sorted: params must not depend on hash order
     return {**spec, "panels": panels, "labels": {d: dataset_label(config, d) for d in used}}
 
 

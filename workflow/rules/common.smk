@@ -6,7 +6,12 @@ from snakemake.utils import validate
 
 from l2ood import config as cfglib
 
-validate(config, "../schemas/config.schema.yaml")
+_errors = cfglib.schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
+if _errors:
+    raise WorkflowError(
+        "config does not match workflow/schemas/config.schema.yaml:\n  " + "\n  ".join(_errors)
+    )
+validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
 try:
     cfglib.check(config)
 except cfglib.ConfigError as err:

@@ -1,0 +1,155 @@
+"""The training engine: schedules, augmentation, determinism, resume after a real kill, NaN stop."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from l2ood import augment as A
+from l2ood import train as T
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_cfg(epochs=2, head="l2", lr=0.1, size=8, width=4, **recipe):
+    return {
+        "run": "t", "dataset": "d", "model": "smallcnn", "model_kwargs": {"width": width}, "head": head,
+        "num_classes": 3, "image_size": size, "normalize": {"mean": [0.5] * 3, "std": [0.25] * 3},
+        "probe_size": 30, "recipe_name": "r",
+        "recipe": {"optimizer": "sgd", "lr": lr, "momentum": 0.9, "weight_decay": 5e-4, "epochs": epochs,
+                   "schedule": "multistep", "milestones": [max(1, epochs - 1)], "gamma": 0.1, "batch_size": 32,
+                   "crop_padding": 1, "flip": True, **recipe},
+    }  # fmt: skip
+
+
+def tiny_data(n=120, size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 60, size=(n, size, size, 3)).astype(np.uint8)
+    images[labels == 1, : size // 2] += 150  # learnable signal: a bright top half, a bright left half
+    images[labels == 2, :, : size // 2] += 150
+    return images, labels.astype(np.int64)
+
+
+def test_multistep_schedule_matches_the_paper():
+    r = {"lr": 0.1, "schedule": "multistep", "milestones": [40, 50], "gamma": 0.1, "epochs": 60}
+    lrs = [T.learning_rate(r, e, 0, 10) for e in (0, 39, 40, 49, 50, 59)]
+    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_cosine_schedule_with_warmup():
+    r = {"lr": 1.0, "schedule": "cosine", "warmup_epochs": 2, "epochs": 10, "min_lr": 0.0}
+    assert T.learning_rate(r, 0, 0, 4) == pytest.approx(1 / 8)  # first step of warm-up is not zero
+    assert T.learning_rate(r, 2, 0, 4) == pytest.approx(1.0)
+    assert T.learning_rate(r, 6, 0, 4) == pytest.approx(0.5)  # halfway through the cosine
+    assert T.learning_rate(r, 9, 3, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 7.75 / 8)))
+
+
+def test_random_crop_is_a_window_of_the_zero_padded_image():
+    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.uint8).view(2, 3, 5, 5)
+    g = torch.Generator().manual_seed(0)
+    out = A.random_crop(x, 2, g)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        found = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[i, :, dy : dy + 5, dx : dx + 5], out[i])]
+        assert found, "crop is not a window of the zero-padded image"
+
+
+def test_flip_is_independent_per_image():
+    x = torch.arange(64 * 1 * 1 * 2, dtype=torch.uint8).view(64, 1, 1, 2)
+    out = A.random_flip(x, torch.Generator().manual_seed(1))
+    flipped = (out[:, 0, 0, 0] == x[:, 0, 0, 1])
+    assert 10 < flipped.sum() < 54  # about half, not all-or-nothing (no alternating or batch-wide flip)
+    assert torch.equal(out[~flipped], x[~flipped])
+
+
+def test_same_seed_same_weights(tmp_path):
+    images, labels = tiny_data()
+    T.fit(tiny_cfg(), images, labels, tmp_path / "a", seed=3)
+    T.fit(tiny_cfg(), images, labels, tmp_path / "b", seed=3)
+    T.fit(tiny_cfg(), images, labels, tmp_path / "c", seed=4)
+    a, b, c = (torch.load(tmp_path / k / "model.pt")["state_dict"] for k in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_run_files_have_the_expected_content(tmp_path):
+    images, labels = tiny_data()
+    T.fit(tiny_cfg(epochs=3), images, labels, tmp_path, seed=0)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert list(hist.columns) == ["epoch", "loss", "accuracy", "lr", "seconds", "images_per_s"]
+    assert hist.epoch.tolist() == [1, 2, 3] and np.isfinite(hist.to_numpy()).all()
+    assert hist.lr.tolist() == pytest.approx([0.1, 0.1, 0.01])
+    coll = pd.read_csv(tmp_path / "collapse.csv")
+    assert coll.epoch.tolist() == [0, 1, 2, 3] and (coll.nc1 > 0).all()
+    with np.load(tmp_path / "probes.npz") as z:
+        assert z["norms"].shape == (4, 30) and z["sq_change"].shape == (3, 30)
+        assert z["features"].dtype == np.float16 and z["features"].shape == (30, 16)
+        assert np.bincount(z["labels"]).tolist() == [10, 10, 10]  # stratified
+    assert not (tmp_path / "checkpoint.pt").exists()
+    out = T.infer(tmp_path / "model.pt", images, labels)
+    assert out["feature_norm"].shape == (120,) and out["logits"].shape == (120, 3)
+
+
+def test_nan_loss_stops_with_epoch_and_step(tmp_path):
+    images, labels = tiny_data()
+    with pytest.raises(T.NonFiniteLossError, match=r"epoch 1, step \d+ of 4"):
+        T.fit(tiny_cfg(head="linear", lr=1e30), images, labels, tmp_path, seed=0, engine={"log_every": 1})
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_infer_rejects_wrong_resolution(tmp_path):
+    images, labels = tiny_data()
+    T.fit(tiny_cfg(epochs=1), images, labels, tmp_path, seed=0)
+    with pytest.raises(ValueError, match="-r8"):
+        T.infer(tmp_path / "model.pt", tiny_data(size=16)[0], labels)
+
+
+RUNNER = """
+import sys, numpy as np
+sys.path.insert(0, {root!r})
+from test_train import tiny_cfg, tiny_data
+from l2ood.train import fit
+images, labels = tiny_data(n=3000, size=16)
+fit(tiny_cfg(epochs=8, size=16, width=8), images, labels, sys.argv[1], seed=5)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_bit_identical(tmp_path, sig):
+    script = tmp_path / "run.py"
+    script.write_text(RUNNER.format(root=str(ROOT / "tests")))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "OMP_NUM_THREADS": "1"}
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    subprocess.run([sys.executable, script, ref], check=True, env=env, timeout=300)
+
+    proc = subprocess.Popen([sys.executable, script, cut], env=env)
+    ckpt = cut / "checkpoint.pt"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and torch.load(ckpt, weights_only=False)["state"]["epoch"] >= 2:
+            proc.send_signal(sig)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0, "the run finished before it could be killed"
+    assert not (cut / "model.pt").exists()
+    killed_at = torch.load(ckpt, weights_only=False)["state"]["epoch"]
+    assert 2 <= killed_at < 8
+
+    subprocess.run([sys.executable, script, cut], check=True, env=env, timeout=300)
+    a, b = torch.load(ref / "model.pt")["state_dict"], torch.load(cut / "model.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    ha, hb = pd.read_csv(ref / "history.csv"), pd.read_csv(cut / "history.csv")
+    pd.testing.assert_frame_equal(ha[["epoch", "loss", "accuracy", "lr"]], hb[["epoch", "loss", "accuracy", "lr"]])
+    np.testing.assert_array_equal(np.load(ref / "probes.npz")["norms"], np.load(cut / "probes.npz")["norms"])

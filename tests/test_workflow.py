@@ -1,0 +1,143 @@
+"""The workflow end to end on the tiny demo config, in a temporary copy of the repository.
+
+Checks the contents of the table and figures (not only that they exist), the config schema's
+errors, `snakemake --lint`, `snakefmt --check`, the report, and that a changed output reruns
+only what depends on it.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--configfile", "tests/config/tiny.yaml"]
+COPY = ["Snakefile", "config.yaml", "pyproject.toml", "workflow", "envs", "profiles", "tests/config"]
+
+
+def snakemake(cwd, *args, check=True, timeout=600):
+    proc = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def copy_repo(dest: Path) -> Path:
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def planned_jobs(proc) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> count."""
+    text = proc.stdout + proc.stderr
+    m = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*total", text, re.S)
+    if not m:
+        return {}
+    return {r: int(c) for r, c in (line.split() for line in m.group(1).strip().splitlines())}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    work = copy_repo(tmp_path_factory.mktemp("demo"))
+    snakemake(work, "--cores", "2", *TINY)
+    return work
+
+
+def test_lint_and_format_are_clean():
+    lint = subprocess.run(["snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    fmt = subprocess.run(["snakefmt", "--check", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("runs:\n  demo-smallcnn-l2:\n    epoch: 3\n", r"runs\.demo-smallcnn-l2: unknown key\(s\) \['epoch'\]"),
+        ("recipes:\n  demo-sgd60:\n    epochs: sixty\n", r"recipes\.demo-sgd60\.epochs: 'sixty' is not of type 'integer'"),
+        ("bogus: 1\n", r"\(top level\): unknown key\(s\) \['bogus'\]"),
+        ("runs:\n  demo-smallcnn-l2:\n    recipe: sgd-missing\n", r"runs\.demo-smallcnn-l2\.recipe: unknown recipe 'sgd-missing'"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, yaml_text, message):
+    work = copy_repo(tmp_path)
+    (work / "bad.yaml").write_text(yaml_text)
+    proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr), proc.stdout + proc.stderr
+    assert not (work / "results").exists()
+
+
+def test_demo_table_content(demo):
+    md = (demo / "results/demo/tables/demo.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| SmallCNN")]
+    assert len(rows) == 3  # feature norm, MSP, MaxLogit
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert len(cells) == 1 + 2 * 3 + 2  # model, 3 OoD sets x (No L2, L2), accuracy x 2
+    for cell in cells[1:7]:
+        auroc, fpr = (float(v) for v in cell.split(" / "))
+        assert 0 <= auroc <= 100 and 0 <= fpr <= 100
+    tidy = pd.read_csv(demo / "results/demo/tables/demo.csv")
+    assert len(tidy) == 3 * 3 * 2  # scores x OoD sets x heads
+    assert set(tidy["head"]) == {"l2", "linear"} and (tidy.n_seeds == 2).all()
+    assert np.isfinite(tidy[["auroc_mean", "auroc_std", "fpr95_mean", "accuracy_mean"]].to_numpy()).all()
+    tex = (demo / "results/demo/tables/demo.tex").read_text()
+    assert r"\begin{tabular}" in tex and tex.count(r"\\") >= 5
+
+
+def test_study_metrics_are_tidy(demo):
+    df = pd.read_csv(demo / "results/demo/metrics.csv")
+    assert len(df) == 2 * 2 * 3 * 5  # runs x seeds x OoD sets x scores
+    assert df[["auroc", "fpr95", "fpr95_ood_positive", "aupr_in", "aupr_out", "accuracy"]].apply(
+        lambda c: c.between(0, 1).all()
+    ).all()
+
+
+@pytest.mark.parametrize("name", ["norm_distributions", "accuracy_vs_norm", "norm_variability"])
+def test_demo_figures_render(demo, name):
+    png = demo / f"results/demo/figures/{name}.png"
+    img = mpimg.imread(png)
+    assert img.shape[0] > 200 and img.shape[1] > 300
+    assert img[..., :3].std() > 0.05  # not a blank canvas
+    assert (demo / f"results/demo/figures/{name}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_training_log_shows_progress(demo):
+    log = (demo / "logs/train/demo-smallcnn-l2/seed0.log").read_text()
+    assert len(re.findall(r"epoch \d+/3 +loss [\d.]+ +acc [\d.]+ .* img/s", log)) == 3
+    assert (demo / "benchmarks/train/demo-smallcnn-l2/seed0.tsv").exists()
+
+
+def test_report_has_every_table_and_figure(demo):
+    snakemake(demo, *TINY, "--report", "results/demo/report.html")
+    html = (demo / "results/demo/report.html").read_text(errors="replace")
+    for name in ("norm_distributions", "accuracy_vs_norm", "norm_variability", "demo.csv"):
+        assert name in html
+    assert "laid out like the paper" in html  # a caption from config.yaml
+
+
+def test_nothing_to_do_after_a_complete_run(demo):
+    proc = snakemake(demo, "-n", *TINY)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_partial_rebuild_after_one_output_changes(demo):
+    path = demo / "results/runs/demo-smallcnn-l2/seed1/outputs/digits-near.npz"
+    with np.load(path) as z:
+        out = {k: z[k] for k in z.files}
+    out["feature_norm"] = out["feature_norm"] * 2  # a changed output: content, not only mtime
+    np.savez(path, **out)
+    jobs = planned_jobs(snakemake(demo, "-n", *TINY))
+    # seed 1 is not in the seed-0 figures; its metrics feed the study metrics and the table only
+    assert jobs == {"evaluate": 1, "study_metrics": 1, "table": 1, "all": 1}, jobs
