@@ -21,6 +21,7 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
@@ -32,6 +33,7 @@ localrules:
     study_metrics,
     table,
     figure,
+    paper_vs_reproduced,
 
 
 rule all:

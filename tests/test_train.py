@@ -45,12 +45,15 @@ def test_multistep_schedule_matches_the_paper():
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
-def test_cosine_schedule_with_warmup():
-    r = {"lr": 1.0, "schedule": "cosine", "warmup_epochs": 2, "epochs": 10, "min_lr": 0.0}
-    assert T.learning_rate(r, 0, 0, 4) == pytest.approx(1 / 8)  # first step of warm-up is not zero
-    assert T.learning_rate(r, 2, 0, 4) == pytest.approx(1.0)
-    assert T.learning_rate(r, 6, 0, 4) == pytest.approx(0.5)  # halfway through the cosine
-    assert T.learning_rate(r, 9, 3, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 7.75 / 8)))
+def test_cosine_schedule_as_timm_with_warmup_and_cooldown():
+    # the CCT recipe: 310 epochs = 300 cosine + 10 cooldown at min_lr, 10 warm-up epochs from 1e-5
+    r = {"lr": 55e-5, "schedule": "cosine", "warmup_epochs": 10, "warmup_lr": 1e-5, "epochs": 310,
+         "cooldown_epochs": 10, "min_lr": 1e-5}  # fmt: skip
+    assert T.learning_rate(r, 0, 0, 4) == pytest.approx(1e-5)
+    assert T.learning_rate(r, 5, 3, 4) == pytest.approx(1e-5 + 5 * (55e-5 - 1e-5) / 10)  # per epoch: step ignored
+    assert T.learning_rate(r, 150, 0, 4) == pytest.approx(1e-5 + 0.5 * (55e-5 - 1e-5))  # halfway through 300
+    assert T.learning_rate(r, 100, 0, 4) == pytest.approx(1e-5 + 0.5 * 54e-5 * (1 + math.cos(math.pi / 3)))
+    assert T.learning_rate(r, 305, 0, 4) == pytest.approx(1e-5)
 
 
 def test_random_crop_is_a_window_of_the_zero_padded_image():

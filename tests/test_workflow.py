@@ -89,16 +89,24 @@ def test_demo_table_content(demo):
         auroc, fpr = (float(v) for v in cell.split(" / "))
         assert 0 <= auroc <= 100 and 0 <= fpr <= 100
     tidy = pd.read_csv(demo / "results/demo/tables/demo.csv")
-    assert len(tidy) == 3 * 3 * 2  # scores x OoD sets x heads
-    assert set(tidy["head"]) == {"l2", "linear"} and (tidy.n_seeds == 2).all()
-    assert np.isfinite(tidy[["auroc_mean", "auroc_std", "fpr95_mean", "accuracy_mean"]].to_numpy()).all()
+    # one row per printed number: 3 scores x 3 OoD sets x 2 heads x (AUROC, FPR95) + 3 x 2 accuracies
+    assert len(tidy) == 3 * 3 * 2 * 2 + 3 * 2
+    assert set(tidy.metric) == {"auroc", "fpr95", "accuracy"} and (tidy.n_seeds == 2).all()
+    assert set(tidy.column) >= {"digits-near/noL2", "digits-near/L2", "accuracy/noL2", "accuracy/L2"}
+    assert np.isfinite(tidy[["value", "mean", "std", "min", "max"]].to_numpy()).all()
+    assert tidy["value"].between(0, 100).all()
+    # the markdown prints the CSV's numbers
+    near_l2 = tidy.query("row == 'SmallCNN (Feature norm)' and column == 'digits-near/L2'").set_index("metric").value
+    assert f"{near_l2.auroc:.1f} / " in cells[2]
     tex = (demo / "results/demo/tables/demo.tex").read_text()
     assert r"\begin{tabular}" in tex and tex.count(r"\\") >= 5
 
 
 def test_study_metrics_are_tidy(demo):
     df = pd.read_csv(demo / "results/demo/metrics.csv")
-    assert len(df) == 2 * 2 * 3 * 5  # runs x seeds x OoD sets x scores
+    assert len(df) == 2 * 2 * 3 * 6  # runs x seeds x OoD sets x scores (5 + scaled softmax)
+    assert set(df.score) == {"feature_norm", "logit_norm", "max_logit", "msp", "energy", "scaled_msp"}
+    assert (df.query("score == 'scaled_msp'").scale > 0).all() and df.query("score != 'scaled_msp'").scale.isna().all()
     assert df[["auroc", "fpr95", "fpr95_ood_positive", "aupr_in", "aupr_out", "accuracy"]].apply(
         lambda c: c.between(0, 1).all()
     ).all()

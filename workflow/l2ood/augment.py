@@ -9,6 +9,8 @@ The paper's recipe exactly: zero padding 4 then a random 32x32 crop, and an inde
 horizontal flip per image (no reflect padding, no alternating flips).
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -34,14 +36,52 @@ def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> 
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def random_resized_crop(
+    x: torch.Tensor, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+) -> torch.Tensor:
+    """Crop a random area fraction in ``scale`` with aspect ratio in ``ratio`` (log-uniform) and
+    resize it back to H x W; per image, bilinear or bicubic at random (timm's
+    ``train_interpolation: random``, as the CCT recipe). One ``grid_sample`` per mode.
+
+    Where timm retries a crop that does not fit 10 times, the box is clipped to the image.
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+    area = torch.empty(b, device=dev).uniform_(scale[0], scale[1], generator=generator)
+    logr = torch.empty(b, device=dev).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    cw = torch.sqrt(area * torch.exp(logr)).clamp(max=1.0)  # crop size as a fraction of the image
+    ch = torch.sqrt(area / torch.exp(logr)).clamp(max=1.0)
+    cx = (torch.rand(b, device=dev, generator=generator) * 2 - 1) * (1 - cw)  # centre in [-1, 1] coordinates
+    cy = (torch.rand(b, device=dev, generator=generator) * 2 - 1) * (1 - ch)
+    zero = torch.zeros_like(cw)
+    theta = torch.stack([torch.stack([cw, zero, cx], 1), torch.stack([zero, ch, cy], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta, (b, x.shape[1], h, w), align_corners=False)
+    bicubic = torch.rand(b, device=dev, generator=generator) < 0.5
+    xf, out = x.float(), torch.empty(x.shape, device=dev, dtype=torch.float32)
+    for mode, sel in (("bilinear", ~bicubic), ("bicubic", bicubic)):
+        if sel.any():
+            out[sel] = F.grid_sample(xf[sel], grid[sel], mode=mode, padding_mode="border", align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float, (x / 255 - mean) / std per channel; mean/std shaped (1, C, 1, 1)."""
     return (x.float() / 255.0 - mean) / std
 
 
 def augment(x: torch.Tensor, recipe: dict, generator: torch.Generator) -> torch.Tensor:
-    """The recipe's augmentations, in order: crop (``crop_padding``), flip (``flip``)."""
-    x = random_crop(x, int(recipe.get("crop_padding", 0)), generator)
+    """The recipe's image augmentations, in timm's order: crop (``random_resized_crop`` or
+    ``crop_padding``), flip (``flip``), RandAugment (``randaugment``). Mixup/cutmix act on
+    the targets too, so the training loop applies them (``l2ood.mix``)."""
+    if "random_resized_crop" in recipe:
+        rrc = recipe["random_resized_crop"]
+        x = random_resized_crop(x, generator, rrc.get("scale", (0.08, 1.0)), rrc.get("ratio", (3 / 4, 4 / 3)))
+    else:
+        x = random_crop(x, int(recipe.get("crop_padding", 0)), generator)
     if recipe.get("flip", False):
         x = random_flip(x, generator)
+    if recipe.get("randaugment"):
+        from .randaugment import rand_augment
+
+        x = rand_augment(x, generator, **recipe["randaugment"])
     return x

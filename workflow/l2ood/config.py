@@ -37,9 +37,9 @@ def schema_errors(config: dict, schema_path) -> list[str]:
 
 def _runs_of_spec(spec: dict) -> list[str]:
     """Every run a table or figure spec names (rows' plain/l2/runs, panels' run)."""
-    runs = []
+    runs = [spec["run"]] if "run" in spec else []
     for row in spec.get("rows", []):
-        runs += [row[k] for k in ("plain", "l2") if k in row] + list(row.get("runs", []))
+        runs += [row[k] for k in ("plain", "l2", "run") if k in row]
     runs += [p["run"] for p in spec.get("panels", [])]
     runs += list(spec.get("runs", []))
     return list(dict.fromkeys(runs))
@@ -104,7 +104,7 @@ def resolve_run(config: dict, run: str) -> dict:
         "normalize": idspec["normalize"],
         "probe_size": spec.get("probe_size", 1000),
         "recipe_name": spec["recipe"],
-        "recipe": dict(config["recipes"][spec["recipe"]]),
+        "recipe": {**config["recipes"][spec["recipe"]], **spec.get("recipe_overrides", {})},
     }
 
 
@@ -164,6 +164,8 @@ def resolve_figure(config: dict, spec: dict) -> dict:
             names = spec.get("datasets") or [run["dataset"], *run["ood"]]
             if kind == "softmax_vs_norm":
                 names = names[:2]
+                if p.get("scale") == "tuned":  # the scale evaluate chose, stored in the metrics
+                    q["metrics"] = run_file(p["run"], seed, "metrics.csv")
             q["outputs"] = {d: run_file(p["run"], seed, f"outputs/{d}.npz") for d in names}
         elif reads == "collapse":
             q["collapse"] = [run_file(p["run"], s, "collapse.csv") for s in seeds(config, p["run"])]
@@ -177,7 +179,8 @@ def resolve_figure(config: dict, spec: dict) -> dict:
 def figure_files(resolved: dict) -> list[str]:
     files = []
     for p in resolved["panels"]:
-        files += list(p.get("outputs", {}).values()) + p.get("collapse", []) + ([p["probes"]] if "probes" in p else [])
+        files += list(p.get("outputs", {}).values()) + p.get("collapse", [])
+        files += [p[k] for k in ("probes", "metrics") if k in p]
     return list(dict.fromkeys(files))
 
 
@@ -185,11 +188,13 @@ def resolve_table(config: dict, spec: dict) -> dict:
     """``spec`` plus the per-seed metrics files of every run it names and display labels."""
     runs = spec_runs(spec)
     files = {r: [run_file(r, s, "metrics.csv") for s in seeds(config, r)] for r in runs}
-    names = set(spec.get("ood", []))
+    ood = spec.get("ood", [])
+    names = set(ood.values() if isinstance(ood, dict) else ood)
     for r in runs:
         names |= {config["runs"][r]["dataset"], *config["runs"][r]["ood"]}
     return {**spec, "metrics": files, "labels": {d: dataset_label(config, d) for d in sorted(names)}}
 
 
 def table_files(resolved: dict) -> list[str]:
-    return [f for fs in resolved["metrics"].values() for f in fs]
+    files = [f for fs in resolved["metrics"].values() for f in fs]
+    return files + ([resolved["reported"]] if "reported" in resolved else [])

@@ -10,7 +10,6 @@ OoD sets (Gaussian noise, pixel-scrambled images); the downloaded datasets are r
 """
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,9 @@ def save_split(path, images: np.ndarray, labels: np.ndarray) -> None:
         raise ValueError(f"labels must have shape ({len(images)},), got {labels.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: its 0600 hides files on shared disks
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             np.savez(f, images=images, labels=labels.astype(np.int64))
         os.replace(tmp, path)
     except BaseException:

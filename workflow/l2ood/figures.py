@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 
 from .collapse import change_by_norm_group  # noqa: E402
 from .evaluate import load_outputs  # noqa: E402
-from .scores import msp  # noqa: E402
+from .scores import msp, scaled_msp  # noqa: E402
 
 HEAD_COLORS = {"linear": "tab:gray", "l2": "tab:blue"}
 
@@ -124,18 +124,20 @@ def feature_change(spec: dict):
 
 
 def softmax_vs_norm(spec: dict):
-    """Figure 4: maximum softmax probability against feature norm, ID and one OoD set."""
+    """Figure 4: maximum softmax probability against feature norm, ID and one OoD set; a panel's
+    ``scale`` divides the (unnormalized) features before the softmax ("tuned": the scale the
+    evaluation chose on test data, as Table 2)."""
     fig, axes = _panels(len(spec["panels"]), sharey=True)
     for ax, p in zip(axes, spec["panels"]):
+        scale = p.get("scale")
+        if scale == "tuned":
+            scale = float(pd.read_csv(p["metrics"]).query("score == 'scaled_msp'")["scale"].iloc[0])
         for d, color in zip(p["outputs"], ("tab:blue", "tab:orange")):
             out = load_outputs(p["outputs"][d])
-            scale = p.get("scale")
-            from .scores import scaled_msp
-
             y = scaled_msp(out, scale) if scale else msp(out)
             ax.scatter(out["feature_norm"], y, s=2, alpha=0.4, color=color, label=spec["labels"][d])
         ax.set_xlabel("Feature norm ||z||")
-        ax.set_title(p["title"])
+        ax.set_title(p["title"] + (f" (features / {scale:.3g})" if scale else ""))
         ax.legend(markerscale=5)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Maximum softmax probability")

@@ -1,8 +1,15 @@
 """Tables in the paper's layout, from the tidy per-seed metrics.
 
-``render_table(spec)`` returns a ``Table``: ``tidy`` (one row per table row x score x OoD set
-x head, with mean, std and count over seeds: the CSV), and ``markdown`` / ``latex`` laid out as
-the paper prints it, "AUROC / FPR95" in percent.
+``render_table(spec)`` returns a ``Table``:
+
+* ``tidy``: one row per printed number (the CSV): ``row``, ``column``, ``metric`` (auroc,
+  fpr95 or accuracy) name the cell as ``workflow/resources/paper_numbers.csv`` does, ``value``
+  is what the table prints (percent; the mean over seeds, or the min/max for Table 3), and
+  ``mean``/``std``/``min``/``max``/``n_seeds`` with the run, score and data set behind it;
+* ``markdown`` and ``latex``: the paper's layout, "AUROC / FPR95" in percent.
+
+Column keys: ``<ood>/<variant>`` (``svhn/noL2``, ``cifar100/SM``) or ``accuracy/<variant>``;
+``<ood>`` is the key of the spec's ``ood`` mapping (paper names: svhn, cifar100, ...).
 """
 
 from dataclasses import dataclass
@@ -11,7 +18,7 @@ import pandas as pd
 
 from .scores import LABELS as SCORE_LABELS
 
-HEADS = (("linear", "No L2"), ("l2", "L2"))
+PLAIN, L2 = "noL2", "L2"
 
 
 @dataclass
@@ -27,77 +34,180 @@ def pct(x: float) -> str:
     return f"{v:.1f}" if abs(v) >= 9.995 else f"{v:.2f}"
 
 
+def ood_columns(spec: dict) -> list[tuple[str, str]]:
+    """(column key, data set) pairs: ``ood`` is a list of data sets or a key -> data set mapping."""
+    ood = spec.get("ood", [])
+    return list(ood.items()) if isinstance(ood, dict) else [(d, d) for d in ood]
+
+
 def load_metrics(files: dict[str, list[str]]) -> pd.DataFrame:
     return pd.concat([pd.read_csv(f) for fs in files.values() for f in fs], ignore_index=True)
 
 
-def summarize(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Mean, std (ddof 1; 0 for one seed), min, max and seed count of each metric over seeds."""
-    metrics = ["auroc", "fpr95", "fpr95_ood_positive", "aupr_in", "aupr_out", "accuracy"]
-    g = df.groupby(by, sort=False)[metrics]
-    out = g.mean().add_suffix("_mean")
-    out = out.join(g.std(ddof=1).fillna(0.0).add_suffix("_std"))
-    out = out.join(g.min().add_suffix("_min")).join(g.max().add_suffix("_max"))
-    out["n_seeds"] = df.groupby(by, sort=False)["seed"].nunique()
-    return out.reset_index()
+class Cells:
+    """Collects the printed cells of a table, with their statistics over seeds."""
+
+    def __init__(self, metrics: pd.DataFrame):
+        self.metrics = metrics
+        self.rows: list[dict] = []
+
+    def select(self, run: str, score: str | None = None, ood: str | None = None) -> pd.DataFrame:
+        m = self.metrics[self.metrics.run == run]
+        if score is not None:
+            m = m[m.score == score]
+        if ood is not None:
+            m = m[m.ood == ood]
+        return m
+
+    def add(self, row, column, metric, values: pd.Series, stat="mean", **where) -> float | None:
+        if values.empty:
+            return None
+        s = {"mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else 0.0,
+             "min": values.min(), "max": values.max()}  # fmt: skip
+        self.rows.append({"row": row, "column": column, "metric": metric, "value": 100 * s[stat], "stat": stat,
+                          **{k: 100 * v for k, v in s.items()}, "n_seeds": len(values), **where})  # fmt: skip
+        return s[stat]
+
+    def pair(self, row, column, run, score, ood, stat="mean") -> str:
+        """One "AUROC / FPR95" cell (per-seed values: one per seed)."""
+        m = self.select(run, score, ood)
+        if m.empty:
+            return "n/a"
+        a = self.add(row, column, "auroc", m.auroc, stat, run=run, score=score, ood=ood)
+        f = self.add(row, column, "fpr95", m.fpr95, stat, run=run, score=score, ood=ood)
+        return f"{pct(a)} / {pct(f)}"
+
+    def accuracy(self, row, column, run) -> str:
+        m = self.select(run).drop_duplicates("seed")  # accuracy repeats on every row of a seed
+        v = self.add(row, column, "accuracy", m.accuracy, run=run)
+        return "n/a" if v is None else pct(v)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    def seeds_note(self) -> str:
+        n = self.frame()["n_seeds"] if self.rows else pd.Series([0])
+        seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+        return f"Mean over {seeds} seeds; standard deviations, minima and maxima in the CSV."
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def _tex_escape(s) -> str:
+    return str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
 
 
 def _latex(groups: list[tuple[str, int]], header: list[str], rows: list[list[str]], caption: str) -> str:
-    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
-    top = " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{esc(g)}}}" if n > 1 else esc(g) for g, n in groups)
+    top = " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{_tex_escape(g)}}}" if n > 1 else _tex_escape(g) for g, n in groups)
     out = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{l{'c' * (len(header) - 1)}}}", r"\toprule"]
-    out += [top + r" \\", " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
-    out += [" & ".join(esc(c) for c in r) + r" \\" for r in rows]
-    out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{esc(caption)}}}", r"\end{table}"]
+    out += [top + r" \\", " & ".join(_tex_escape(h) for h in header) + r" \\", r"\midrule"]
+    out += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in rows]
+    out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex_escape(caption)}}}", r"\end{table}"]
     return "\n".join(out) + "\n"
 
 
+def _render(spec, cells: Cells, groups, header, rows, note="") -> Table:
+    """Markdown (one header row: group + variant) and LaTeX (two header rows) of the same cells."""
+    flat = [header[0]]
+    col = 1
+    for g, n in groups[1:]:
+        flat += [f"{g} {h}".strip() if n > 1 else g for h in header[col : col + n]]
+        col += n
+    text = f"**{spec.get('title', 'Table')}.** {spec['caption']}\n\n" + _markdown(flat, rows)
+    text += f"\n{note or 'AUROC / FPR95 (%, ID positive).'} {cells.seeds_note()}\n"
+    return Table(cells.frame(), text, _latex(groups, header, rows, spec["caption"]))
+
+
+def _label(spec, dataset):
+    return spec.get("labels", {}).get(dataset, dataset)
+
+
 def l2_vs_plain(spec: dict) -> Table:
-    """Tables 4-8 (and the demo): per model row, each OoD set's "AUROC / FPR95" without and with
-    the L2 head, then the ID accuracy of both; one row per score when several are asked for."""
-    df = load_metrics(spec["metrics"])
+    """Tables 4-8 (and the demo): per model, each OoD set's "AUROC / FPR95" without (No L2) and
+    with the L2 head, then both ID accuracies; one row per score when ``scores`` lists several."""
+    cells = Cells(load_metrics(spec["metrics"]))
     scores = spec.get("scores", ["feature_norm"])
-    summary = summarize(df, ["run", "score", "ood"])
-    first = spec["rows"][0]
-    oods = spec.get("ood") or list(dict.fromkeys(df.loc[df.run == first["l2"], "ood"]))
-    tidy, rows = [], []
-    for row in spec["rows"]:
+    oods = ood_columns(spec)
+    rows = []
+    for r in spec["rows"]:
         for score in scores:
-            label = row["label"] if len(scores) == 1 else f"{row['label']} ({SCORE_LABELS.get(score, score)})"
-            cells = [label]
-            for ood in oods:
-                for head, _ in HEADS:
-                    sel = summary[(summary.run == row[{"linear": "plain", "l2": "l2"}[head]])
-                                  & (summary.score == score) & (summary.ood == ood)]  # fmt: skip
-                    if sel.empty:
-                        cells.append("n/a")
-                        continue
-                    r = sel.iloc[0]
-                    cells.append(f"{pct(r.auroc_mean)} / {pct(r.fpr95_mean)}")
-                    tidy.append({"row": row["label"], "score": score, "ood": ood, "head": head, **r.drop(["score", "ood"]).to_dict()})
-            for head, _ in HEADS:
-                accs = summary[summary.run == row[{"linear": "plain", "l2": "l2"}[head]]]
-                cells.append(pct(accs.accuracy_mean.iloc[0]) if len(accs) else "n/a")
-            rows.append(cells)
-    labels = spec.get("labels", {})
-    groups = [("Model", 1)] + [(labels.get(o, o), 2) for o in oods] + [("Accuracy", 2)]
-    header = ["Model"] + [h for _ in range(len(oods) + 1) for _, h in HEADS]
-    md_header = ["Model"] + [f"{labels.get(o, o)} {h}" for o in oods for _, h in HEADS] + [f"Accuracy {h}" for _, h in HEADS]
-    lo, hi = int(summary.n_seeds.min()), int(summary.n_seeds.max())
-    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    note = f"\nAUROC / FPR95 (%, ID positive), mean over {seeds} seeds; standard deviations in the CSV.\n"
-    md = f"**{spec.get('title', 'Table')}.** {spec['caption']}\n\n" + _markdown(md_header, rows) + note
-    tex = _latex(groups, header, rows, spec["caption"])
-    return Table(pd.DataFrame(tidy), md, tex)
+            label = r["label"] if len(scores) == 1 else f"{r['label']} ({SCORE_LABELS.get(score, score)})"
+            line = [label]
+            for key, ds in oods:
+                line += [cells.pair(label, f"{key}/{v}", r[k], score, ds) for k, v in (("plain", PLAIN), ("l2", L2))]
+            line += [cells.accuracy(label, f"accuracy/{v}", r[k]) for k, v in (("plain", PLAIN), ("l2", L2))]
+            rows.append(line)
+    groups = [("Model", 1)] + [(_label(spec, ds), 2) for _, ds in oods] + [("Accuracy", 2)]
+    header = ["Model"] + ["No L2", "L2"] * (len(oods) + 1)
+    return _render(spec, cells, groups, header, rows, "AUROC / FPR95 (%, ID positive); feature norm as the score.")
 
 
-TABLE_KINDS = {"l2_vs_plain": l2_vs_plain}
+def norm_vs_scaled_softmax(spec: dict) -> Table:
+    """Table 2: L2 models scored by feature norm and by scaled softmax (scale tuned on test data)."""
+    cells = Cells(load_metrics(spec["metrics"]))
+    oods = ood_columns(spec)
+    rows = []
+    for r in spec["rows"]:
+        line = [r["label"]]
+        for key, ds in oods:
+            line.append(cells.pair(r["label"], f"{key}/norm", r["run"], "feature_norm", ds))
+            line.append(cells.pair(r["label"], f"{key}/SM", r["run"], "scaled_msp", ds))
+        rows.append(line)
+    groups = [("Method", 1)] + [(_label(spec, ds), 2) for _, ds in oods]
+    header = ["Method"] + ["Norm", "SM"] * len(oods)
+    note = ("AUROC / FPR95 (%). SM: maximum softmax of the features scaled down by a factor tuned on the "
+            "test data (ID and OoD) for the best mean AUROC, as the paper did.")  # fmt: skip
+    return _render(spec, cells, groups, header, rows, note)
+
+
+def seed_range(spec: dict) -> Table:
+    """Table 3: min, max and mean over seeds of one run, per score and OoD set (each statistic
+    taken per metric: the Min row holds the lowest AUROC and the lowest FPR95)."""
+    cells = Cells(load_metrics(spec["metrics"]))
+    oods, scores = ood_columns(spec), list(spec["scores"].items())
+    rows = []
+    for stat, label in (("min", "Min"), ("max", "Max"), ("mean", "Mean")):
+        rows.append([label] + [cells.pair(label, f"{key}/{sk}", spec["run"], score, ds, stat)
+                               for key, ds in oods for sk, score in scores])  # fmt: skip
+    groups = [("Method", 1)] + [(_label(spec, ds), len(scores)) for _, ds in oods]
+    header = ["Method"] + [SCORE_LABELS.get(s, s) for _ in oods for _, s in scores]
+    return _render(spec, cells, groups, header, rows, "AUROC / FPR95 (%) over the seeds of one run.")
+
+
+def table1(spec: dict) -> Table:
+    """Table 1: methods from other papers (their reported AUROC, marked as reported) and our
+    reproduced rows; SVHN and CIFAR-100 AUROC and ID accuracy."""
+    cells = Cells(load_metrics(spec["metrics"]))
+    oods = ood_columns(spec)
+    reported = pd.read_csv(spec["reported"], dtype=str, keep_default_na=False)
+    rows = []
+    for _, r in reported.iterrows():
+        vals = [r.get(f"{key}_auroc", "") or "N/A" for key, _ in oods] + [r.get("accuracy", "") or "N/A"]
+        rows.append([f"{r['method']} [reported]", r.get("network", "")] + vals)
+    for r in spec["rows"]:
+        line = [f"{r['label']} [reproduced]", r.get("network", "")]
+        for key, ds in oods:
+            m = cells.select(r["run"], r.get("score", "feature_norm"), ds)
+            v = cells.add(r["label"], key, "auroc", m.auroc, run=r["run"], score=r.get("score", "feature_norm"), ood=ds)
+            line.append("n/a" if v is None else pct(v))
+        line.append(cells.accuracy(r["label"], "accuracy", r["run"]))
+        rows.append(line)
+    groups = [("Method", 1), ("Network", 1)] + [(_label(spec, ds), 1) for _, ds in oods] + [("Accuracy", 1)]
+    header = [g for g, _ in groups]
+    note = ("AUROC (%). [reported]: numbers published by each method's authors, as cited by the paper "
+            "(workflow/resources/table1_reported.csv), not reproduced here.")  # fmt: skip
+    return _render(spec, cells, groups, header, rows, note)
+
+
+TABLE_KINDS = {
+    "l2_vs_plain": l2_vs_plain,
+    "norm_vs_scaled_softmax": norm_vs_scaled_softmax,
+    "seed_range": seed_range,
+    "table1": table1,
+}
 
 
 def render_table(spec: dict) -> Table:

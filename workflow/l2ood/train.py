@@ -10,7 +10,6 @@ atomically after every epoch to ``<out_dir>/checkpoint.pt``, a path Snakemake do
 result is bit-identical to an uninterrupted run.
 """
 
-import copy
 import hashlib
 import json
 import logging
@@ -63,19 +62,22 @@ def learning_rate(recipe: dict, epoch: int, step: int, steps_per_epoch: int) -> 
     """The recipe's learning rate at a step; a pure function of (epoch, step), so resuming needs no scheduler state.
 
     multistep: lr * gamma ** (milestones passed), changing at epoch boundaries (MultiStepLR).
-    cosine: linear warm-up over ``warmup_epochs`` then cosine to ``min_lr``, per step.
+    cosine: per epoch, with the semantics of timm's CosineLRScheduler that the CCT recipe uses:
+    linear warm-up from ``warmup_lr`` over ``warmup_epochs`` (overlapping the first cosine
+    epochs), cosine from ``lr`` to ``min_lr`` over ``epochs - cooldown_epochs``, then ``min_lr``.
     """
     base = float(recipe["lr"])
-    t = epoch + step / steps_per_epoch
-    warmup = float(recipe.get("warmup_epochs", 0))
-    if t < warmup:
-        return base * (t + 1.0 / steps_per_epoch) / warmup
     if recipe["schedule"] == "multistep":
         return base * recipe.get("gamma", 0.1) ** sum(epoch >= m for m in recipe["milestones"])
     if recipe["schedule"] == "cosine":
-        lo = float(recipe.get("min_lr", 0.0))
-        frac = (t - warmup) / max(1e-12, recipe["epochs"] - warmup)
-        return lo + 0.5 * (base - lo) * (1 + math.cos(math.pi * min(1.0, frac)))
+        warmup, lo = int(recipe.get("warmup_epochs", 0)), float(recipe.get("min_lr", 0.0))
+        if epoch < warmup:
+            start = float(recipe.get("warmup_lr", 0.0))
+            return start + epoch * (base - start) / warmup
+        span = recipe["epochs"] - int(recipe.get("cooldown_epochs", 0))
+        if epoch >= span:
+            return lo
+        return lo + 0.5 * (base - lo) * (1 + math.cos(math.pi * epoch / span))
     raise ValueError(f"unknown schedule {recipe['schedule']!r}; choose multistep or cosine")
 
 
@@ -345,6 +347,3 @@ def infer(model_path, images: np.ndarray, labels: np.ndarray, engine: dict | Non
         "head": np.array(cfg["head"]),
     }
 
-
-def resolved(cfg: dict) -> dict:
-    return copy.deepcopy(cfg)

@@ -24,7 +24,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     split=r"train|test",
     study=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    table=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    table=r"(?!paper_vs_reproduced$)[A-Za-z0-9][A-Za-z0-9_.-]*",  # that name is the comparison's
     figure=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -168,4 +168,14 @@ def study_targets(study):
     targets = [f"{root}/metrics.csv"]
     targets += [f"{root}/tables/{t}.{ext}" for t in spec.get("tables", {}) for ext in ("csv", "md", "tex")]
     targets += [f"{root}/figures/{f}.{ext}" for f in spec.get("figures", {}) for ext in ("png", "pdf")]
+    if "paper_numbers" in spec:
+        targets += [f"{root}/tables/paper_vs_reproduced.{ext}" for ext in ("csv", "md")]
     return targets
+
+
+def compare_inputs(wildcards):
+    spec = study_spec(wildcards.study)
+    if "paper_numbers" not in spec:
+        raise WorkflowError(f"study {wildcards.study!r} has no 'paper_numbers' to compare with")
+    tables = [f"results/{wildcards.study}/tables/{t}.csv" for t in spec.get("tables", {})]
+    return {"numbers": spec["paper_numbers"], "tables": tables}

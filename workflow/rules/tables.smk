@@ -21,3 +21,23 @@ rule table:
         spec=table_spec,
     script:
         "../scripts/table.py"
+
+
+# paper_vs_reproduced: every number the paper prints beside the reproduced one.
+rule paper_vs_reproduced:
+    input:
+        unpack(compare_inputs),
+    output:
+        csv=report(
+            "results/{study}/tables/paper_vs_reproduced.csv",
+            caption="../report/paper_vs_reproduced.rst",
+            category="Tables",
+            subcategory="paper_vs_reproduced",
+        ),
+        md="results/{study}/tables/paper_vs_reproduced.md",
+    log:
+        "logs/paper_vs_reproduced/{study}.log",
+    conda:
+        "../../envs/l2ood.yaml"
+    script:
+        "../scripts/paper_vs_reproduced.py"
