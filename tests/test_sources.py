@@ -1,0 +1,371 @@
+"""l2ood.sources: fake datasets in the real on-disk layouts, through the real check and prepare code.
+
+Only the published MD5s are patched (to the fakes' own); everything else is the code a real run
+uses. Values are checked against the arrays the fakes were made from and, independently,
+against torchvision's own dataset readers pointed at the unpacked fakes.
+"""
+
+import functools
+import http.server
+import inspect
+import subprocess
+import sys
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakes import raw_datasets as fakes
+from l2ood import sources
+from l2ood.data import load_split
+
+KINDS = sources.RAW_KINDS
+
+
+def make_raw(kind, folder, monkeypatch, **kw):
+    """Write a fake ``kind``'s published files into ``folder``; patch their published MD5s to the fake's."""
+    md5s, expected = fakes.make(kind, folder, **kw)
+    for name, md5 in md5s.items():
+        monkeypatch.setitem(sources.FILES[kind], name, (sources.FILES[kind][name][0], md5))
+    return expected
+
+
+def files_in(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+# --- the constants and the import contract --------------------------------------------------
+
+
+def test_urls_and_md5s_are_torchvisions():
+    from torchvision import datasets as tvd
+
+    for kind, cls in (("cifar10", tvd.CIFAR10), ("cifar100", tvd.CIFAR100)):
+        assert sources.FILES[kind] == {cls.filename: (cls.url, cls.tgz_md5)}
+    assert sources.FILES["svhn"] == {
+        tvd.SVHN.split_list[s][1]: (tvd.SVHN.split_list[s][0], tvd.SVHN.split_list[s][2])
+        for s in ("train", "test")
+    }
+    gtsrb_source = inspect.getsource(tvd.GTSRB.download)  # torchvision hard-codes these inside download()
+    for name, (url, md5) in sources.FILES["gtsrb"].items():
+        assert name in gtsrb_source and md5 in gtsrb_source and url.startswith("https://sid.erda.dk/")
+    assert sources.FILES["tinyimagenet"] == {
+        "tiny-imagenet-200.zip": (
+            "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
+            "90528d7ca1a48142e341f4ef8d21d0de",
+        )
+    }
+
+
+def test_import_is_light_for_snakemake_parse_time():
+    heavy = "('torch', 'torchvision', 'scipy', 'PIL')"
+    code = f"import sys, l2ood.sources; print(sorted(m for m in {heavy} if m in sys.modules))"
+    env = {"PYTHONPATH": str(Path(sources.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "[]"
+
+
+def test_raw_files_are_the_published_names():
+    assert sources.raw_files("cifar10", "r") == ["r/cifar10/cifar-10-python.tar.gz"]
+    assert sources.raw_files("gtsrb", "r") == [
+        "r/gtsrb/GTSRB-Training_fixed.zip",
+        "r/gtsrb/GTSRB_Final_Test_Images.zip",
+        "r/gtsrb/GTSRB_Final_Test_GT.zip",
+    ]
+    assert set(sources.FILES) == set(KINDS)
+    with pytest.raises(ValueError, match="unknown raw dataset kind 'mnist'"):
+        sources.raw_files("mnist", "r")
+
+
+# --- prepare, by value ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_prepare_by_value(kind, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "CHUNK", 4)  # several chunks and a partial last one
+    expected = make_raw(kind, tmp_path / kind, monkeypatch)
+    for split in ("train", "test"):
+        out = tmp_path / "prepared" / kind / f"{split}.npz"
+        sources.prepare_raw(kind, tmp_path, split, out)
+        images, labels = load_split(out)
+        want_images, want_labels = expected[split]
+        size = 64 if kind == "tinyimagenet" else 32
+        assert images.dtype == np.uint8 and images.shape == (len(want_labels), size, size, 3)
+        assert labels.dtype == np.int64
+        np.testing.assert_array_equal(labels, want_labels)
+        tolerance = 1 if kind == "tinyimagenet" else 0  # JPEG (quality 95) keeps flat quadrants to +-1
+        assert np.abs(images.astype(int) - want_images.astype(int)).max() <= tolerance
+    assert files_in(out.parent) == ["test.npz", "train.npz"]  # and no temporary file
+    if kind == "svhn":
+        assert 0 in labels and labels.max() == 9  # the file's 10 is the digit 0
+    if kind == "tinyimagenet":
+        gray = images[(images[..., 0] == images[..., 1]).all(axis=(1, 2))]
+        assert len(gray) >= 1 and (gray[..., 1] == gray[..., 2]).all()  # grayscale JPEGs became RGB
+
+
+def test_palette_image_becomes_rgb():
+    import io
+
+    from PIL import Image
+
+    palette_image = Image.new("P", (3, 2))
+    palette_image.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    palette_image.putpixel((1, 0), 1)
+    buf = io.BytesIO()
+    palette_image.save(buf, format="PNG")
+    rgb = sources._decode(buf.getvalue(), "palette.png")
+    assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 1].tolist() == [200, 100, 50] and rgb[1, 2].tolist() == [10, 20, 30]
+
+
+def unpack(archive, folder):
+    opener = tarfile.open if str(archive).endswith(".tar.gz") else zipfile.ZipFile
+    with opener(archive) as a:
+        a.extractall(folder)
+
+
+def test_same_as_torchvisions_readers(tmp_path, monkeypatch):
+    """Independent oracle: torchvision's CIFAR10/100, SVHN and GTSRB classes on the unpacked fakes."""
+    from torchvision import datasets as tvd
+
+    tv = tmp_path / "torchvision"
+    for kind in ("cifar10", "cifar100", "svhn", "gtsrb"):
+        make_raw(kind, tmp_path / kind, monkeypatch, **({"classes": (0, 1, 2, 3)} if kind == "gtsrb" else {}))
+        for split in ("train", "test"):
+            sources.prepare_raw(kind, tmp_path, split, tmp_path / "prepared" / kind / f"{split}.npz")
+    for kind, cls in (("cifar10", tvd.CIFAR10), ("cifar100", tvd.CIFAR100)):
+        unpack(tmp_path / kind / cls.filename, tv)
+        md5 = {p.name: fakes.md5(p) for p in (tv / cls.base_folder).iterdir()}
+        monkeypatch.setattr(cls, "train_list", [[n, md5[n]] for n, _ in cls.train_list])
+        monkeypatch.setattr(cls, "test_list", [[n, md5[n]] for n, _ in cls.test_list])
+        monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5[cls.meta["filename"]]})
+        for split in ("train", "test"):
+            ref = cls(tv, train=split == "train")
+            images, labels = load_split(tmp_path / "prepared" / kind / f"{split}.npz")
+            np.testing.assert_array_equal(images, ref.data)
+            np.testing.assert_array_equal(labels, ref.targets)
+    svhn_root = tmp_path / "svhn"
+    split_list = {
+        s: [u, n, fakes.md5(svhn_root / n)] for s, (u, n, _) in tvd.SVHN.split_list.items() if s != "extra"
+    }
+    monkeypatch.setattr(tvd.SVHN, "split_list", split_list)
+    for split in ("train", "test"):
+        ref = tvd.SVHN(svhn_root, split=split)
+        images, labels = load_split(tmp_path / "prepared" / "svhn" / f"{split}.npz")
+        np.testing.assert_array_equal(images, ref.data.transpose(0, 2, 3, 1))
+        np.testing.assert_array_equal(labels, ref.labels)
+    for name in sources.FILES["gtsrb"]:
+        unpack(tmp_path / "gtsrb" / name, tv / "gtsrb")  # torchvision's own layout after its download
+    for split in ("train", "test"):
+        ref = tvd.GTSRB(tv, split=split)
+        images, labels = load_split(tmp_path / "prepared" / "gtsrb" / f"{split}.npz")
+        np.testing.assert_array_equal(labels, [target for _, target in ref._samples])
+        np.testing.assert_array_equal(
+            images, np.stack([sources._resize_one(np.asarray(ref[i][0]), 32) for i in range(len(ref))])
+        )
+
+
+def test_tinyimagenet_labels_are_imagefolders(tmp_path, monkeypatch):
+    from torchvision.datasets import ImageFolder
+
+    make_raw("tinyimagenet", tmp_path / "tinyimagenet", monkeypatch)
+    sources.prepare_raw("tinyimagenet", tmp_path, "train", tmp_path / "train.npz")
+    unpack(tmp_path / "tinyimagenet" / "tiny-imagenet-200.zip", tmp_path / "unpacked")
+    ref = ImageFolder(tmp_path / "unpacked" / "tiny-imagenet-200" / "train")
+    _, labels = load_split(tmp_path / "train.npz")
+    np.testing.assert_array_equal(labels, ref.targets)
+
+
+# --- resizing -------------------------------------------------------------------------------
+
+
+def test_resize_images_is_antialiased_bilinear():
+    import torch
+
+    rng = np.random.default_rng(0)
+    for shape, size in (((3, 64, 64, 3), 32), ((2, 32, 32, 3), 64), ((2, 50, 41, 3), 32)):
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+        out = sources.resize_images(images, size)
+        assert out.dtype == np.uint8 and out.shape == (shape[0], size, size, 3)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).double()
+        ref = torch.nn.functional.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        ref = ref.round().clamp(0, 255).permute(0, 2, 3, 1).numpy()
+        assert np.abs(out - ref).max() <= 1  # PIL's 8-bit fixed point vs torch in float64
+    flat = np.full((1, 40, 30, 3), 77, dtype=np.uint8)
+    assert (sources.resize_images(flat, 32) == 77).all()
+    same = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(sources.resize_images(same, 32), same)
+    with pytest.raises(ValueError, match="uint8 N x H x W x 3"):
+        sources.resize_images(np.zeros((2, 8, 8), np.uint8), 4)
+
+
+def test_prepare_at_another_resolution(tmp_path, monkeypatch):
+    make_raw("svhn", tmp_path / "svhn", monkeypatch)
+    sources.prepare_raw("svhn", tmp_path, "test", tmp_path / "r32.npz")
+    sources.prepare_raw("svhn", tmp_path, "test", tmp_path / "r64.npz", size=64)
+    images32, labels32 = load_split(tmp_path / "r32.npz")
+    images64, labels64 = load_split(tmp_path / "r64.npz")
+    np.testing.assert_array_equal(images64, sources.resize_images(images32, 64))
+    np.testing.assert_array_equal(labels64, labels32)
+
+
+def test_rebuild_is_byte_identical(tmp_path, monkeypatch):
+    make_raw("gtsrb", tmp_path / "gtsrb", monkeypatch)
+    for name in ("a.npz", "b.npz"):
+        sources.prepare_raw("gtsrb", tmp_path, "test", tmp_path / name)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+# --- download: network, existing copies, manual downloads -----------------------------------
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """Serve ``tmp_path/served`` over HTTP on localhost; yields its base URL."""
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(served))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_over_http_checks_and_renames(tmp_path, monkeypatch, http_folder):
+    served, base = http_folder
+    md5s, _ = fakes.make("svhn", served)
+    for name, md5 in md5s.items():
+        monkeypatch.setitem(sources.FILES["svhn"], name, (f"{base}/{name}", md5))
+    root = tmp_path / "datasets"
+    sources.download("svhn", root)
+    assert files_in(root / "svhn") == ["test_32x32.mat", "train_32x32.mat"]  # no .part left
+    assert (root / "svhn" / "test_32x32.mat").read_bytes() == (served / "test_32x32.mat").read_bytes()
+    sources.download("svhn", root)  # in place and checked: nothing fetched again
+    # the server now has a different (e.g. truncated) file: named, with the expected MD5; nothing kept
+    (root / "svhn" / "test_32x32.mat").unlink()
+    (served / "test_32x32.mat").write_bytes(b"truncated")
+    with pytest.raises(
+        sources.ChecksumError, match=rf"test_32x32.mat.part: MD5 is \w+, expected {md5s['test_32x32.mat']}"
+    ):
+        sources.download("svhn", root)
+    assert files_in(root / "svhn") == ["train_32x32.mat"]
+
+
+def test_no_network_names_dataset_url_and_manual_place(tmp_path, monkeypatch):
+    url = "http://127.0.0.1:9/cifar-10-python.tar.gz"  # port 9: nothing listens, like a node without internet
+    monkeypatch.setitem(sources.FILES["cifar10"], "cifar-10-python.tar.gz", (url, "0" * 32))
+    root = tmp_path / "datasets"
+    with pytest.raises(sources.DownloadError) as err:
+        sources.download("cifar10", root)
+    message = str(err.value)
+    assert "could not download dataset 'cifar10'" in message and url in message
+    assert f"{url}  ->  {root / 'manual' / 'cifar-10-python.tar.gz'}" in message
+    assert "download.existing.cifar10" in message
+    assert files_in(root / "cifar10") == []
+
+
+def test_existing_copy_and_manual_download_are_linked(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"  # a torchvision root: archives at the top, GTSRB's under gtsrb/
+    make_raw("cifar10", shared, monkeypatch)
+    make_raw("gtsrb", shared / "gtsrb", monkeypatch)
+    root = tmp_path / "datasets"
+    make_raw("tinyimagenet", root / "manual", monkeypatch)  # downloaded by hand
+    sources.download("cifar10", root, existing=shared)
+    sources.download("gtsrb", root, existing=shared)
+    sources.download("tinyimagenet", root)
+    for kind, folder in (("cifar10", shared), ("gtsrb", shared / "gtsrb"), ("tinyimagenet", root / "manual")):
+        for path in map(Path, sources.raw_files(kind, root)):
+            assert path.is_symlink() and path.resolve() == (folder / path.name).resolve()
+    # a wrong existing copy is named with its expected MD5, and not linked
+    root2 = tmp_path / "other"
+    (shared / "cifar-10-python.tar.gz").write_bytes(b"not the archive")
+    expected = sources.FILES["cifar10"]["cifar-10-python.tar.gz"][1]
+    with pytest.raises(
+        sources.ChecksumError, match=rf"{shared / 'cifar-10-python.tar.gz'}: MD5 is \w+, expected {expected}"
+    ):
+        sources.download("cifar10", root2, existing=shared)
+    assert files_in(root2 / "cifar10") == []
+
+
+# --- bad input at prepare -------------------------------------------------------------------
+
+
+def test_missing_raw_file_says_how_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-python.tar.gz is missing: run the download step"):
+        sources.prepare_raw("cifar10", tmp_path, "test", tmp_path / "out.npz")
+
+
+def test_checksum_mismatch_names_file_and_expected_md5(tmp_path, monkeypatch):
+    make_raw("svhn", tmp_path / "svhn", monkeypatch)
+    path = tmp_path / "svhn" / "test_32x32.mat"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    expected = sources.FILES["svhn"]["test_32x32.mat"][1]
+    with pytest.raises(sources.ChecksumError, match=rf"{path}: MD5 is \w+, expected {expected}"):
+        sources.prepare_raw("svhn", tmp_path, "test", tmp_path / "out" / "test.npz")
+    assert not (tmp_path / "out").exists() or files_in(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize(
+    "kind, name, split",
+    [
+        ("cifar10", "cifar-10-python.tar.gz", "test"),
+        ("svhn", "test_32x32.mat", "test"),
+        ("gtsrb", "GTSRB_Final_Test_Images.zip", "test"),
+        ("tinyimagenet", "tiny-imagenet-200.zip", "train"),
+    ],
+)
+def test_truncated_file_is_detected_and_leaves_nothing(kind, name, split, tmp_path, monkeypatch):
+    """Even with an MD5 that matches (a truncated file listed as good), reading fails clearly."""
+    make_raw(kind, tmp_path / kind, monkeypatch)
+    path = tmp_path / kind / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    monkeypatch.setitem(sources.FILES[kind], name, (sources.FILES[kind][name][0], sources.md5sum(path)))
+    out = tmp_path / "prepared" / f"{split}.npz"
+    with pytest.raises(sources.CorruptFileError, match=rf"{path}: cannot read .*truncated or corrupt"):
+        sources.prepare_raw(kind, tmp_path, split, out)
+    assert not out.parent.exists() or files_in(out.parent) == []  # no output, no temporary file
+
+
+def test_truncated_pickle_inside_a_good_archive(tmp_path, monkeypatch):
+    good = fakes.cifar_pickle({"data": np.zeros((3, 3072), np.uint8), "labels": [0, 1, 2]})
+    make_raw(
+        "cifar10",
+        tmp_path / "cifar10",
+        monkeypatch,
+        members={"cifar-10-batches-py/test_batch": good[: len(good) // 2]},
+    )
+    with pytest.raises(
+        sources.CorruptFileError, match=r"cannot read member cifar-10-batches-py/test_batch .*truncated"
+    ):
+        sources.prepare_raw("cifar10", tmp_path, "test", tmp_path / "test.npz")
+    assert not (tmp_path / "test.npz").exists()
+
+
+def test_stream_writer_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "CHUNK", 2)
+    image = np.zeros((8, 8, 3), np.uint8)
+
+    def failing():
+        yield from [(image, 0)] * 5  # two full chunks written to disk, then the reader fails
+        raise sources.CorruptFileError("reader failed")
+
+    for samples, n, message in (
+        ([(image, 0)] * 3, 4, "read 3 images, expected 4"),
+        (failing(), 9, "reader failed"),
+    ):
+        with pytest.raises(sources.CorruptFileError, match=message):
+            sources.write_split_stream(tmp_path / "out" / "x.npz", n, 8, samples)
+        assert files_in(tmp_path / "out") == []
