@@ -14,6 +14,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--configfile", "tests/config/tiny.yaml"]
@@ -141,11 +142,11 @@ def test_nothing_to_do_after_a_complete_run(demo):
 
 
 def test_partial_rebuild_after_one_output_changes(demo):
-    path = demo / "results/runs/demo-smallcnn-l2/seed1/outputs/digits-near.npz"
-    with np.load(path) as z:
-        out = {k: z[k] for k in z.files}
-    out["feature_norm"] = out["feature_norm"] * 2  # a changed output: content, not only mtime
-    np.savez(path, **out)
+    model = demo / "results/runs/demo-smallcnn-l2/seed1/model.pt"
+    ckpt = torch.load(model, weights_only=False)
+    ckpt["state_dict"]["fc.bias"] += 1.0  # a changed training output: content, not only mtime
+    torch.save(ckpt, model)
     jobs = planned_jobs(snakemake(demo, "-n", *TINY))
-    # seed 1 is not in the seed-0 figures; its metrics feed the study metrics and the table only
-    assert jobs == {"evaluate": 1, "study_metrics": 1, "table": 1, "all": 1}, jobs
+    # that run and seed's inference and metrics, then the study metrics and the table; the figures
+    # read seed 0 (norms, accuracy) or the training histories, which did not change
+    assert jobs == {"infer": 1, "evaluate": 1, "study_metrics": 1, "table": 1, "all": 1}, jobs

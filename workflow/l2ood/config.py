@@ -167,6 +167,7 @@ def resolve_figure(config: dict, spec: dict) -> dict:
                 if p.get("scale") == "tuned":  # the scale evaluate chose, stored in the metrics
                     q["metrics"] = run_file(p["run"], seed, "metrics.csv")
             q["outputs"] = {d: run_file(p["run"], seed, f"outputs/{d}.npz") for d in names}
+            q["outputs_dir"] = run_file(p["run"], seed, "outputs")
         elif reads == "collapse":
             q["collapse"] = [run_file(p["run"], s, "collapse.csv") for s in seeds(config, p["run"])]
         else:
@@ -179,8 +180,7 @@ def resolve_figure(config: dict, spec: dict) -> dict:
 def figure_files(resolved: dict) -> list[str]:
     files = []
     for p in resolved["panels"]:
-        files += list(p.get("outputs", {}).values()) + p.get("collapse", [])
-        files += [p[k] for k in ("probes", "metrics") if k in p]
+        files += p.get("collapse", []) + [p[k] for k in ("outputs_dir", "probes", "metrics") if k in p]
     return list(dict.fromkeys(files))
 
 

@@ -102,10 +102,11 @@ def scramble_pixels(images: np.ndarray, seed: int) -> np.ndarray:
 GENERATED_KINDS = ("digits", "gaussian", "scrambled", "resize")
 
 
-def prepare(spec: dict, split: str, out, inputs=(), raw_root: str = "resources/datasets") -> None:
+def prepare(spec: dict, split: str, out, inputs=(), raw_root: str = "resources/datasets", md5=None) -> None:
     """Build ``out`` (one prepared split) from a data set ``spec`` of the config.
 
-    ``inputs``: the prepared split(s) a derived set reads (``like``/``of``), or the raw files.
+    ``inputs``: the prepared split(s) a derived set reads (``like``/``of``), or the raw files;
+    ``md5``: checksum overrides of the raw files (config ``download.md5``).
     Synthetic OoD sets (gaussian, scrambled) have only a ``test`` split; their labels are -1
     (gaussian) or the source images' labels (scrambled).
     """
@@ -133,4 +134,4 @@ def prepare(spec: dict, split: str, out, inputs=(), raw_root: str = "resources/d
     else:
         from .sources import prepare_raw
 
-        prepare_raw(kind, raw_root, split, out, size=spec["image_size"])
+        prepare_raw(kind, raw_root, split, out, size=spec["image_size"], md5=md5)

@@ -24,7 +24,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     split=r"train|test",
     study=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    table=r"(?!paper_vs_reproduced$)[A-Za-z0-9][A-Za-z0-9_.-]*",  # that name is the comparison's
+    table=r"(?!paper_vs_reproduced\b)[A-Za-z0-9][A-Za-z0-9_.-]*",  # that name is the comparison's
     figure=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -99,17 +99,21 @@ def train_runtime(wildcards):
     return int(30 + config["recipes"][spec["recipe"]]["epochs"] * per_epoch * 2)  # x2: headroom
 
 
+def infer_datasets(wildcards):
+    """The run's test sets: its ID data set first, then its OoD sets."""
+    spec = run_spec(wildcards.run)
+    return [spec["dataset"], *spec["ood"]]
+
+
 def infer_inputs(wildcards):
-    return {"model": f"{RUN_DIR}/model.pt", "images": prepared(wildcards.dataset, "test")}
+    return {
+        "model": f"{RUN_DIR}/model.pt",
+        "images": [prepared(d, "test") for d in infer_datasets(wildcards)],
+    }
 
 
 def evaluate_inputs(wildcards):
-    spec = run_spec(wildcards.run)
-    out = f"{RUN_DIR}/outputs/{{name}}.npz"
-    return {
-        "id": out.format(run=wildcards.run, seed=wildcards.seed, name=spec["dataset"]),
-        "ood": [out.format(run=wildcards.run, seed=wildcards.seed, name=d) for d in spec["ood"]],
-    }
+    return {"outputs": f"{RUN_DIR}/outputs"}
 
 
 def evaluate_params(wildcards):

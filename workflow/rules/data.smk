@@ -13,5 +13,6 @@ rule prepare:
     params:
         spec=prepare_params,
         raw_root=config["download"]["root"],
+        md5=config["download"]["md5"],
     script:
         "../scripts/prepare.py"

@@ -1,5 +1,7 @@
 # train: prepared training split -> model, history and probes of one run and seed.
-# infer: model + prepared test split -> per-image feature norms and logits.
+# infer: model + the run's test sets -> outputs/{dataset}.npz, per image feature norm and logits.
+# One job per run and seed (not per data set): the model loads once, and a cluster queues
+# 210 GPU jobs for the paper instead of about 1,000.
 
 
 rule train:
@@ -31,11 +33,13 @@ rule infer:
     input:
         unpack(infer_inputs),
     output:
-        f"{RUN_DIR}/outputs/{{dataset}}.npz",
+        directory(f"{RUN_DIR}/outputs"),
     log:
-        "logs/infer/{run}/seed{seed}/{dataset}.log",
+        "logs/infer/{run}/seed{seed}.log",
     conda:
         "../../envs/l2ood.yaml"
     threads: config["threads"]["infer"]
+    params:
+        datasets=infer_datasets,
     script:
         "../scripts/infer.py"

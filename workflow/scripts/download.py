@@ -9,4 +9,4 @@ from l2ood.sources import download  # noqa: E402
 kind = snakemake.params.kind  # noqa: F821
 # download.existing is read from the config here, not passed as params:, so editing it reruns nothing
 settings = snakemake.config["download"]  # noqa: F821
-download(kind, settings["root"], existing=settings.get("existing", {}).get(kind))
+download(kind, settings["root"], existing=settings.get("existing", {}).get(kind), md5=settings.get("md5"))
