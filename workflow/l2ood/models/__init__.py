@@ -39,3 +39,4 @@ def build_model(name: str, num_classes: int, head: str = "l2", image_size: int =
 
 # Architectures register themselves on import (one module each).
 from . import small_cnn  # noqa: E402,F401
+from . import cct, convnext, resnet, vgg  # noqa: E402,F401

@@ -14,8 +14,8 @@ The encoder returns the pooled (B, 8w * expansion) features: 512 for ResNet18, 2
 """
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from . import register
 from .spectral import DEFAULT_COEFF, SpectralNormConv2d, conv_output_size
@@ -45,7 +45,11 @@ class AvgPoolShortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
             # Even size: 2x2 mean; odd size: subsample, so the shape matches the conv path (ceil(H/2)).
-            x = F.avg_pool2d(x, self.stride) if x.shape[-1] % 2 == 0 else x[..., :: self.stride, :: self.stride]
+            x = (
+                F.avg_pool2d(x, self.stride)
+                if x.shape[-1] % 2 == 0
+                else x[..., :: self.stride, :: self.stride]
+            )
         return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
 
 

@@ -14,6 +14,9 @@ convolution), one iteration per training-mode forward, the vectors kept as buffe
 In eval mode the stored vectors are reused without updating them, so eval is deterministic.
 A 1x1, stride-1 convolution applies the same matrix at every pixel, so its operator norm is the
 matrix norm of W (C_out x C_in); DDU (and we) iterate on that matrix there, with small vectors.
+sigma is a Rayleigh quotient, never above the true norm, so with one iteration per step the
+bound is approached from above as the estimate converges (tests: within 1% after ~100 steps).
+DDU's conv version divides by max(1, sigma/coeff) + 1e-5; we drop the 1e-5 (the divisor is >= 1).
 
 Written so that ``torch.compile`` can capture it whole: functional ops, buffer updates by
 ``.copy_()``, no in-place ``out=`` (DDU's code needs ``out=`` for DataParallel, which DDP does not).
@@ -21,15 +24,17 @@ Pass ``input_size`` when you compile; without it the vectors are sized at the fi
 """
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 #: DDU's coefficient for the soft bound (Mukhoti et al. 2021, their CIFAR-10 runs).
 DEFAULT_COEFF = 3.0
 _EPS = 1e-12  # the eps of F.normalize, as in DDU
 
 
-def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+def conv_output_size(
+    size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
     """Spatial size after a convolution or pooling (the formula in the ``nn.Conv2d`` docs)."""
     return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
 
@@ -43,14 +48,18 @@ class SpectralNormConv2d(nn.Conv2d):
     for logging). The parameter keeps its usual name ``weight``.
     """
 
-    def __init__(self, *args, coeff: float = DEFAULT_COEFF, input_size=None, n_power_iterations: int = 1, **kwargs):
+    def __init__(
+        self, *args, coeff: float = DEFAULT_COEFF, input_size=None, n_power_iterations: int = 1, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         if coeff <= 0:
             raise ValueError(f"spectral norm coeff must be positive, got {coeff}")
         if n_power_iterations < 1:
             raise ValueError(f"n_power_iterations must be >= 1, got {n_power_iterations}")
         if self.padding_mode != "zeros" or isinstance(self.padding, str):
-            raise ValueError("SpectralNormConv2d needs integer zero padding (the adjoint is conv_transpose2d)")
+            raise ValueError(
+                "SpectralNormConv2d needs integer zero padding (the adjoint is conv_transpose2d)"
+            )
         self.coeff = float(coeff)
         self.n_power_iterations = n_power_iterations
         # 1x1 stride-1 conv = one matrix at every pixel: its operator norm is that matrix's norm.
@@ -92,15 +101,21 @@ class SpectralNormConv2d(nn.Conv2d):
         self.u = F.normalize(torch.randn(out_shape, device=device).flatten(), dim=0, eps=_EPS)
         self.v = F.normalize(torch.randn(in_shape, device=device).flatten(), dim=0, eps=_EPS)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors
+    ):
         # A layer built without input_size has empty vectors: size them from the checkpoint.
         if not self.matrix_mode and self.v.numel() == 0 and prefix + "v" in state_dict:
             numel = state_dict[prefix + "v"].numel()
             side = round((numel / self.in_channels) ** 0.5)
             if self.in_channels * side * side != numel:
-                raise ValueError(f"{prefix}v: cannot infer a square input size; pass input_size= when building")
+                raise ValueError(
+                    f"{prefix}v: cannot infer a square input size; pass input_size= when building"
+                )
             self._init_vectors((side, side))
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors
+        )
 
     # --- the operator and its adjoint ----------------------------------------------------------
     def _apply_op(self, v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -153,25 +168,3 @@ class SpectralNormConv2d(nn.Conv2d):
     def extra_repr(self) -> str:
         shape = "matrix" if self.matrix_mode else f"input_shape={self.input_shape}"
         return f"{super().extra_repr()}, coeff={self.coeff}, {shape}"
-
-
-def conv_operator_norm(
-    weight: torch.Tensor, input_shape, stride=1, padding=0, iterations: int = 200, seed: int = 0
-) -> float:
-    """Largest singular value of x -> conv2d(x, weight) on inputs of shape (C, H, W).
-
-    An independent check for tests and diagnostics: power iteration on the Gram operator
-    A^T A, with the adjoint A^T taken by autograd (a vector-Jacobian product) rather than
-    by conv_transpose2d, so it shares no shape arithmetic with ``SpectralNormConv2d``.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    weight = weight.detach().double()
-    x = torch.randn((1, *input_shape), generator=gen, dtype=torch.float64)
-    x = x / x.norm()
-    op = lambda t: F.conv2d(t, weight, None, stride, padding)  # noqa: E731
-    for _ in range(iterations):
-        x = x.requires_grad_(True)
-        y = op(x)
-        (g,) = torch.autograd.grad(y, x, grad_outputs=y)  # A^T A x
-        x = (g / g.norm()).detach()
-    return op(x).norm().item()
