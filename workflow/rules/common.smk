@@ -5,6 +5,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from l2ood import config as cfglib
+from l2ood import plan
 
 _errors = cfglib.schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
 if _errors:
@@ -93,10 +94,8 @@ def train_gpus(wildcards):
 
 
 def train_runtime(wildcards):
-    """Minutes to request on a cluster: epochs x a per-epoch estimate for the model on one GPU."""
-    spec = run_spec(wildcards.run)
-    per_epoch = {"resnet50": 0.5, "convnext_tiny": 0.5, "cct_7_3x1": 0.4}.get(spec["model"], 0.15)
-    return int(30 + config["recipes"][spec["recipe"]]["epochs"] * per_epoch * 2)  # x2: headroom
+    """Minutes to request on a cluster (l2ood.plan: an estimate with a 3x margin)."""
+    return plan.runtime_request(config, wildcards.run)
 
 
 def infer_datasets(wildcards):
