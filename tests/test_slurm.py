@@ -1,0 +1,290 @@
+"""The workflow on a real SLURM: the tiny demo study through profiles/slurm on a one-node cluster.
+
+One cluster (tests/slurm/cluster.py: munged, slurmctld, slurmd, two fake GPUs) serves every test,
+and one SLURM run of the study serves most of them: its head process is SIGKILLed after the first
+training job finished, the jobs it left running are cancelled (a preemption), and the same command
+finishes the study. Checked: jobs went through sbatch and only the local rules stayed local;
+training jobs were given a GPU, the memory and the partition the profile asks for; the study's
+metrics equal a local run's; the restart redid only what was unfinished; a failing job is retried
+once and then reported as failed.
+
+Needs Debian's slurmctld, slurmd, slurm-client and munge (`bash .ci/install-slurm.sh`) and root.
+Without them the tests skip here, and fail under CI=true. About 2.5 minutes on 2 cores.
+"""
+
+import base64
+import getpass
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from slurm import cluster as slurm_cluster
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY = ["Snakefile", "config.yaml", "workflow", "envs", "profiles", "tests/config"]
+TINY = ["--configfile", "tests/config/tiny.yaml", "gpu.yaml"]
+# The demo's runs are CPU-sized (gpus: 0); here they ask for a GPU, as the paper's runs do.
+GPU_YAML = "runs:\n  demo-smallcnn-plain: {gpus: 1}\n  demo-smallcnn-l2: {gpus: 1}\n"
+# The first status check 2 s after a submission, not the plugin's 40 s: a short test.
+FAST = ["--slurm-init-seconds-before-status-checks", "2"]
+TRAIN_JOBS = 4  # 2 runs x 2 seeds in tests/config/tiny.yaml
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def start_snakemake(cwd: Path, args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    # own process group: a hard timeout or the mid-run kill takes Snakemake and its children
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            ["snakemake", *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def snakemake(cwd: Path, args: list[str], env: dict, log: Path, timeout: float, check: bool = True) -> str:
+    """Run Snakemake with a hard timeout (SIGKILL to its process group); return its output."""
+    proc = start_snakemake(cwd, args, env, log)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill(proc)
+        raise AssertionError(f"snakemake {' '.join(args)} killed after {timeout} s:\n{log.read_text()[-4000:]}")
+    text = log.read_text()
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{text[-4000:]}")
+    return text
+
+
+def copy_repo(dest: Path) -> Path:
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    (dest / "gpu.yaml").write_text(GPU_YAML)
+    return dest
+
+
+def point_profile_at(profile: Path, cluster) -> None:
+    """Fill in the profile's marked cluster block as a user would: partitions, and the status
+    command of a cluster without accounting (the account line stays commented: no slurmdbd)."""
+    cpu, gpu = cluster.partitions
+    text = profile.read_text()
+    edits = [
+        ('# slurm_partition: "cpu"', f'slurm_partition: "{cpu}"', 1),
+        ('# slurm_partition: "gpu"', f'slurm_partition: "{gpu}"', 2),  # train and infer
+        ("# slurm-status-command: squeue", "slurm-status-command: squeue", 1),
+    ]
+    for old, new, count in edits:
+        assert text.count(old) == count, f"profiles/slurm/config.yaml: expected {count} x {old!r} in its cluster block"
+        text = text.replace(old, new)
+    profile.write_text(text)
+
+
+def job_stats(text: str) -> dict[str, int]:
+    """The 'Job stats' table Snakemake prints at the start of a run: rule -> count."""
+    m = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*total", text, re.DOTALL)
+    return {r: int(c) for r, c in (line.split() for line in m.group(1).strip().splitlines())} if m else {}
+
+
+def slurm_jobs(cluster) -> list[dict]:
+    """Every job the cluster knows (finished ones stay for MinJobAge), from `scontrol -d -o`."""
+    out = cluster.run("scontrol", "-d", "-o", "show", "job")
+    jobs = []
+    for line in out.splitlines():
+        if line.startswith("JobId="):
+            fields = dict(re.findall(r"(\S+?)=(\S*)", line))
+            jobs.append(fields)
+    return jobs
+
+
+def records(work: Path, kind: str) -> set[Path]:
+    """Outputs with a Snakemake record: kind "metadata" (a finished job's) or "incomplete" (a job
+    still being written). Each record's name is its path, URL-safe base64, split at 255 bytes."""
+    base, paths = work / ".snakemake" / kind, set()
+    for rec in base.rglob("*") if base.exists() else []:
+        if rec.is_file():
+            name = "".join(part.removeprefix("@") for part in rec.relative_to(base).parts)
+            try:
+                paths.add((work / base64.urlsafe_b64decode(name).decode()).resolve())
+            except ValueError:  # not a record (e.g. a migration marker)
+                pass
+    return paths
+
+
+def finished_outputs(work: Path) -> dict[Path, int]:
+    """Files of the jobs Snakemake saw finish (a record, none in progress) -> mtime."""
+    done, running = records(work, "metadata"), records(work, "incomplete")
+    return {f: t for f, t in outputs(work).items() if {f, *f.parents} & done and not {f, *f.parents} & running}
+
+
+def outputs(work: Path) -> dict[Path, int]:
+    files = [p for d in ("results", "resources/prepared") for p in (work / d).rglob("*") if p.is_file()]
+    return {p.resolve(): p.stat().st_mtime_ns for p in files}
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    reason = slurm_cluster.missing()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"SLURM tests cannot run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    # 2 CPUs: at most two jobs at once, so the head is killed with training jobs still to run
+    c = slurm_cluster.start(tmp_path_factory.mktemp("slurm"), cpus=2)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def local_metrics(tmp_path_factory) -> pd.DataFrame:
+    work = copy_repo(tmp_path_factory.mktemp("local"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    snakemake(work, ["--cores", "2", "--resources", "gpu=2", *TINY], env, work / "run.log", timeout=300)
+    return pd.read_csv(work / "results/demo/metrics.csv")
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    """The study through the SLURM profile, its head SIGKILLed after the first training job."""
+    work = copy_repo(tmp_path_factory.mktemp("slurm-run"))
+    point_profile_at(work / "profiles/slurm/config.yaml", cluster)
+    args = ["--workflow-profile", "profiles/slurm", *FAST, *TINY]
+
+    first = start_snakemake(work, args, cluster.env, work / "first.log")
+    deadline = time.monotonic() + 300
+    try:
+        while not re.search(r"Finished jobid: \d+ \(Rule: train\)", log := (work / "first.log").read_text()):
+            assert first.poll() is None, f"snakemake ended before a training job finished:\n{log[-4000:]}"
+            assert time.monotonic() < deadline, f"no training job finished in 300 s:\n{log[-4000:]}"
+            time.sleep(0.2)
+    finally:
+        kill(first)  # SIGKILL: no clean-up, no cancelling of its jobs, a stale lock left behind
+
+    # The jobs it left behind are cancelled, as a preemption or `scancel` would.
+    cluster.run("scancel", "--user", getpass.getuser())
+    deadline = time.monotonic() + 60
+    while cluster.run("squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING", "-o", "%i").strip():
+        assert time.monotonic() < deadline, "cancelled jobs still running after 60 s"
+        time.sleep(0.5)
+    finished = finished_outputs(work)
+
+    # Restart: the lock of the killed process must go first (docs/cluster.md says so too).
+    snakemake(work, [*args, "--unlock"], cluster.env, work / "unlock.log", timeout=60)
+    second = snakemake(work, args, cluster.env, work / "second.log", timeout=300)
+    return {
+        "work": work,
+        "first": (work / "first.log").read_text(),
+        "second": second,
+        "finished": finished,
+        "jobs": slurm_jobs(cluster),
+    }
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+def test_jobs_go_through_sbatch_and_local_rules_stay_local(slurm_run, cluster):
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", slurm_run["first"] + slurm_run["second"])
+    assert submitted, "no 'submitted with SLURM jobid' lines in Snakemake's output"
+    ctld = cluster.log("slurmctld")
+    for jobid in submitted:
+        assert re.search(rf"_slurm_rpc_submit_batch_job: JobId={jobid}\b", ctld), f"job {jobid} not seen by sbatch"
+    ours = [j for j in slurm_run["jobs"] if j["JobId"] in set(submitted)]
+    assert all(j["BatchFlag"] == "1" for j in ours)  # batch jobs: sbatch, not srun or salloc
+    on_slurm = {re.match(r"rule_(\w+?)_wildcards", j["Comment"]).group(1) for j in ours}
+    local = set(re.findall(r"^localrule (\w+):", slurm_run["first"] + slurm_run["second"], re.MULTILINE))
+    assert on_slurm >= {"prepare", "train", "infer", "evaluate"}, on_slurm
+    assert local >= {"study_metrics", "table", "figure"} and not local & on_slurm, (local, on_slurm)
+
+
+def test_training_jobs_get_a_gpu_and_the_profiles_resources(slurm_run):
+    profile = yaml.safe_load((slurm_run["work"] / "profiles/slurm/config.yaml").read_text())
+    train_mem = profile["set-resources"]["train"]["mem_mb"]
+    jobs = {j["JobId"]: j for j in slurm_run["jobs"]}
+    ran = [j for j in jobs.values() if j["JobState"] == "COMPLETED"]  # not those cancelled in the queue
+    train = [j for j in ran if j["Comment"].startswith("rule_train_")]
+    assert len(train) == TRAIN_JOBS, [j["Comment"] for j in train]  # each run and seed trained once
+    for j in train:
+        assert j.get("JOB_GRES") == "gpu:1", j  # the allocation itself, not just the request
+        assert j["Partition"] == "gpu" and j["MinMemoryNode"] == f"{train_mem}M", j
+    for j in ran:
+        if j["Comment"].startswith(("rule_prepare_", "rule_evaluate_")):
+            assert j.get("JOB_GRES") in (None, "(null)") and j["Partition"] == "cpu", j
+    # inside the job, the training script saw its GPU
+    for log in (slurm_run["work"] / "logs/train").rglob("*.log"):
+        assert re.search(r"CUDA_VISIBLE_DEVICES=[01]\b", log.read_text()), log
+
+
+def test_outputs_match_a_local_run(slurm_run, local_metrics):
+    cluster_metrics = pd.read_csv(slurm_run["work"] / "results/demo/metrics.csv")
+    pd.testing.assert_frame_equal(cluster_metrics, local_metrics)  # same seeds; CPU training is deterministic
+    for name in ("tables/demo.md", "figures/norm_distributions.png"):
+        assert (slurm_run["work"] / "results/demo" / name).stat().st_size > 0
+
+
+def test_restart_after_a_killed_head_redoes_only_unfinished_jobs(slurm_run):
+    finished, work = slurm_run["finished"], slurm_run["work"]
+    models = [p for p in finished if p.name == "model.pt"]
+    assert models, "the head was killed before any training job finished"
+    stats = job_stats(slurm_run["second"])
+    assert stats, slurm_run["second"][-3000:]
+    assert stats.get("train", 0) == TRAIN_JOBS - len(models), (stats, models)
+    # every file finished before the kill is untouched: not rewritten, not resubmitted
+    now = outputs(work)
+    rewritten = [str(p.relative_to(work)) for p, t in finished.items() if now.get(p) != t]
+    assert not rewritten, rewritten
+    comments = [j["Comment"] for j in slurm_run["jobs"]]
+    for model in models:  # results/runs/{run}/seed{seed}/model.pt: submitted once, before the kill
+        run, seed = model.parent.parent.name, model.parent.name.removeprefix("seed")
+        resubmitted = comments.count(f"rule_train_wildcards_{run}_{seed}") - 1
+        assert resubmitted == 0, (run, seed)
+    assert "Nothing to be done" not in slurm_run["second"]
+    assert (work / "results/demo/metrics.csv").exists()
+
+
+def test_a_failing_job_is_retried_then_reported_failed(cluster, tmp_path):
+    (tmp_path / "profiles").mkdir()
+    shutil.copytree(ROOT / "profiles/slurm", tmp_path / "profiles/slurm")
+    point_profile_at(tmp_path / "profiles/slurm/config.yaml", cluster)
+    (tmp_path / "Snakefile").write_text(
+        "localrules: all\n\n"
+        "rule all:\n    input: 'ok.txt', 'broken.txt'\n\n"
+        "rule ok:\n    output: 'ok.txt'\n    shell: 'echo ok > {output}'\n\n"
+        "rule broken:\n    output: 'broken.txt'\n    shell: 'echo broken-on-purpose >&2; exit 3'\n"
+    )
+    out = snakemake(
+        tmp_path, ["--workflow-profile", "profiles/slurm", *FAST], cluster.env, tmp_path / "run.log", 240, check=False
+    )
+    assert "Exiting because a job execution failed" in out or "At least one job did not complete" in out, out[-3000:]
+    failed = re.findall(r"SLURM-job '(\d+)' failed, SLURM status is: 'FAILED'", out)
+    retries = yaml.safe_load((tmp_path / "profiles/slurm/config.yaml").read_text())["retries"]
+    assert len(failed) == 1 + retries, out[-3000:]  # the first attempt and each retry
+    assert (tmp_path / "ok.txt").read_text() == "ok\n"  # keep-going: the other job finished
+    # a failed job's SLURM log is kept, where docs/cluster.md says
+    logs = list((tmp_path / ".snakemake/slurm_logs/rule_broken").glob("*.log"))
+    assert len(logs) == 1 + retries and all("broken-on-purpose" in p.read_text() for p in logs), logs
