@@ -32,8 +32,8 @@ def mini_config(fakes: Path, seeds: int = 2, epochs: int = 2) -> dict:
     """The override config (merged over config.yaml by ``--configfile``)."""
     base = yaml.safe_load((ROOT / "config.yaml").read_text())
     md5 = {}
-    for kind in RAW_KINDS:
-        sums, _ = make(kind, fakes / kind, **FAKE_SIZES.get(kind, {}))
+    for i, kind in enumerate(RAW_KINDS):  # a seed each: identical fake images would make every OoD set ID
+        sums, _ = make(kind, fakes / kind, seed=i, **FAKE_SIZES.get(kind, {}))
         md5.update(sums)
     runs = base["studies"]["paper"]["runs"]
     recipes = {base["runs"][r]["recipe"] for r in runs}

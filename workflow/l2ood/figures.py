@@ -18,6 +18,17 @@ from .scores import msp, scaled_msp  # noqa: E402
 HEAD_COLORS = {"linear": "tab:gray", "l2": "tab:blue"}
 
 
+def _line_style(i: int, head: str) -> dict:
+    """Distinct lines for panels drawn on one axes: a colour per panel, dashed for No L2."""
+    return {"color": plt.get_cmap("tab10")(i % 10), "linestyle": "-" if head == "l2" else "--"}
+
+
+def _integer_epochs(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _panels(n: int, width: float = 4.2, height: float = 3.4, sharey: bool = False):
     fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False, sharey=sharey, layout="constrained")
     return fig, list(axes[0])
@@ -72,11 +83,12 @@ def norm_variability(spec: dict):
     line: mean over seeds, band: min-max."""
     fig, axes = _panels(1, width=5.5)
     ax = axes[0]
-    for p in spec["panels"]:
+    for i, p in enumerate(spec["panels"]):
         epochs, cv = _seed_curves(p["collapse"], "norm_cv")
-        color = HEAD_COLORS.get(p["head"], None)
-        ax.plot(epochs, cv.mean(0), label=f"{p['title']} ({len(cv)} seeds)", color=color)
-        ax.fill_between(epochs, cv.min(0), cv.max(0), alpha=0.25, color=color)
+        style = _line_style(i, p["head"])
+        ax.plot(epochs, cv.mean(0), label=f"{p['title']} ({len(cv)} seeds)", **style)
+        ax.fill_between(epochs, cv.min(0), cv.max(0), alpha=0.2, color=style["color"])
+    _integer_epochs(ax)
     ax.set_xlabel("Epoch (0 = initialization)")
     ax.set_ylabel("Std / mean of feature norms")
     ax.set_title("Variability of feature norms through training")
@@ -91,9 +103,10 @@ def collapse(spec: dict):
                 ("equiangularity", "Equiangularity (Eq. 4)", False)]  # fmt: skip
     fig, axes = _panels(len(measures))
     for ax, (col, title, log) in zip(axes, measures):
-        for p in spec["panels"]:
+        for i, p in enumerate(spec["panels"]):
             epochs, v = _seed_curves(p["collapse"], col)
-            ax.plot(epochs, v.mean(0), label=p["title"], color=HEAD_COLORS.get(p["head"], None))
+            ax.plot(epochs, v.mean(0), label=p["title"], **_line_style(i, p["head"]))
+        _integer_epochs(ax)
         ax.set_title(title)
         ax.set_xlabel("Epoch")
         if log:
@@ -116,6 +129,7 @@ def feature_change(spec: dict):
             ax.plot(np.arange(1, len(row) + 1), row, label=label)
         ax.set_yscale("log")
         ax.set_xlabel("Epoch")
+        _integer_epochs(ax)
         ax.set_title(f"{p['title']} (seed {p['seed']})")
         ax.legend(title="final norm", fontsize="small")
         ax.grid(alpha=0.3)
@@ -137,7 +151,7 @@ def softmax_vs_norm(spec: dict):
             y = scaled_msp(out, scale) if scale else msp(out)
             ax.scatter(out["feature_norm"], y, s=2, alpha=0.4, color=color, label=spec["labels"][d])
         ax.set_xlabel("Feature norm ||z||")
-        ax.set_title(p["title"] + (f" (features / {scale:.3g})" if scale else ""))
+        ax.set_title(p["title"] + (f" (features / {scale:.3g})" if scale and scale != 1 else ""))
         ax.legend(markerscale=5)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Maximum softmax probability")
