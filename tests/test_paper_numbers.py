@@ -1,0 +1,153 @@
+"""The transcribed paper numbers against the paper itself, and the paper-vs-reproduced join.
+
+The paper's markdown is ../shared/paper/paper.md beside the clone (or $L2OOD_PAPER_MD). Without
+it the comparison is skipped, except on CI (CI=true), where a missing paper is a failure.
+"""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from l2ood.paper import KEYS, compare, compare_markdown, load_paper_numbers, parse_paper_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBERS = ROOT / "workflow/resources/paper_numbers.csv"
+REPORTED = ROOT / "workflow/resources/table1_reported.csv"
+
+
+def paper_md() -> Path | None:
+    default = Path(__file__).resolve().parents[2] / "shared/paper/paper.md"
+    env = os.environ.get("L2OOD_PAPER_MD")
+    return next((p for p in [default, Path(env) if env else None] if p and p.is_file()), None)
+
+
+@pytest.fixture(scope="module")
+def parsed() -> pd.DataFrame:
+    path = paper_md()
+    if path is None:
+        msg = "paper.md not found at ../shared/paper/paper.md; set L2OOD_PAPER_MD=/path/to/paper.md"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return parse_paper_tables(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def numbers() -> pd.DataFrame:
+    return load_paper_numbers(NUMBERS)
+
+
+def test_csv_equals_the_paper(parsed, numbers):
+    both = parsed.merge(numbers, on=KEYS, how="outer", suffixes=("_paper", "_csv"), indicator=True)
+    only_paper = both[both._merge == "left_only"][KEYS].to_dict("records")
+    only_csv = both[both._merge == "right_only"][KEYS].to_dict("records")
+    differ = both[(both._merge == "both") & (both.printed_paper != both.printed_csv)]
+    assert not only_paper, f"in the paper, missing from the CSV: {only_paper}"
+    assert not only_csv, f"in the CSV, not in the paper: {only_csv}"
+    assert differ.empty, f"printed differently:\n{differ[[*KEYS, 'printed_paper', 'printed_csv']]}"
+    # same order too: the CSV reads like the paper, table by table, row by row
+    assert parsed[[*KEYS, "printed"]].equals(numbers[[*KEYS, "printed"]])
+
+
+def test_counts_per_table(parsed):
+    # by hand: Table 1 has 12 rows x 3 numbers less 6 N/A; "AUROC / FPR95" cells count twice
+    counts = {"table1": 30, "table2": 36, "table3": 36, "table4": 98, "table5": 14, "table6": 20, "table7": 14,
+              "table8": 14}  # fmt: skip
+    assert parsed.groupby("table").size().to_dict() == counts
+
+
+def cell(df, table, row, column, metric) -> str:
+    hit = df[(df.table == table) & (df.row == row) & (df.column == column) & (df.metric == metric)]
+    assert len(hit) == 1, (table, row, column, metric)
+    return hit.printed.iloc[0]
+
+
+@pytest.mark.parametrize(
+    "table, row, column, metric, printed",
+    [
+        ("table4", "ResNet50 (100)", "svhn/L2", "auroc", "98.6"),
+        ("table4", "ResNet50 (100)", "svhn/L2", "fpr95", "7.80"),
+        ("table3", "Mean", "cifar100/norm_logits", "auroc", "88.9"),
+        ("table3", "Mean", "cifar100/norm_logits", "fpr95", "53.9"),
+        ("table5", "ResNet18", "accuracy/noL2", "accuracy", "84.7"),
+        ("table2", "ResNet50", "svhn/SM", "fpr95", "9.10"),
+        ("table7", "ResNet50", "cifar10/L2", "auroc", "77.1"),
+        ("table8", "ResNet18", "tinyimagenet/noL2", "fpr95", "75.4"),
+        ("table1", "ERD++ (Tifrea et al.)", "svhn", "auroc", "1.00"),
+        ("table1", "L2 Norm 100", "accuracy", "accuracy", "94.1"),
+        ("table4", "ConvNeXt_Tiny*", "accuracy/L2", "accuracy", "89.2"),
+    ],
+)
+def test_spot_checks_by_hand(parsed, numbers, table, row, column, metric, printed):
+    assert cell(numbers, table, row, column, metric) == printed
+    assert cell(parsed, table, row, column, metric) == printed
+
+
+def test_values_parse_and_notes(numbers):
+    assert numbers.loc[numbers.printed == "7.80", "value"].eq(7.8).all()
+    assert numbers.value.between(1, 100).all()
+    assert "probably" in numbers.query("table == 'table1' and row == 'ERD++ (Tifrea et al.)'").note.iloc[0]
+    assert "N/A" not in set(numbers.printed)
+    assert (numbers.query("table == 'table1' and row == 'KNN+ (Sun et al.)'").column == "cifar100").sum() == 0
+
+
+def test_readme_documents_every_column_key(numbers):
+    readme = (ROOT / "workflow/resources/README.md").read_text()
+    assert all(f"`{c}`" in readme for c in set(numbers.column)), "every column key is listed in the README"
+
+
+def test_table1_reported_matches_the_paper(numbers):
+    rep = pd.read_csv(REPORTED, dtype=str, keep_default_na=False)
+    assert len(rep) == 9  # 12 rows less LogitNorm+ and our two L2 rows (all three reproduced here)
+    assert (rep.method + " (" + rep.citation + ")").tolist() == rep.row.tolist()
+    t1 = numbers[numbers.table == "table1"].set_index(["row", "column"]).printed
+    for r in rep.itertuples():
+        for col, field in [("svhn", "svhn_auroc"), ("cifar100", "cifar100_auroc"), ("accuracy", "accuracy")]:
+            value = getattr(r, field)
+            assert value == t1.get((r.row, col), ""), (r.row, col)
+            if not value:
+                assert "N/A" in r.note, r.row
+        assert r.source.startswith("reported in ") and r.source.endswith(", as cited in Haas et al. Table 1")
+
+
+def test_parser_names_unknown_headers_and_bad_cells():
+    table = "Model\tSVHN\t\tImageNet\t\n\tNo L2\tL2\tNo L2\tL2\nR\t1.0 / 2.0\t3.0 / 4.0\t5.0 / 6.0\t7.0 / 8.0\n\nTable 9: x"
+    with pytest.raises(ValueError, match="'ImageNet'"):
+        parse_paper_tables(table)
+    with pytest.raises(ValueError, match="table9, row 'R'.*'1.0 - 2.0'"):
+        parse_paper_tables(table.replace("ImageNet", "CIFAR10").replace("1.0 / 2.0", "1.0 - 2.0"))
+    good = parse_paper_tables(table.replace("ImageNet", "CIFAR10"))
+    assert (
+        good.column.tolist()
+        == ["svhn/noL2"] * 2 + ["svhn/L2"] * 2 + ["cifar10/noL2"] * 2 + ["cifar10/L2"] * 2
+    )
+    assert good.metric.tolist()[:2] == ["auroc", "fpr95"] and good.value.tolist()[-1] == 8.0
+
+
+def tiny_paper() -> pd.DataFrame:
+    rows = [("table4", "VGG16", "svhn/L2", "auroc", "95.8", ""), ("table4", "VGG16", "svhn/L2", "fpr95", "7.80", ""),
+            ("table1", "CSI (Tack et al.)", "svhn", "auroc", "99.8", "reported")]  # fmt: skip
+    df = pd.DataFrame(rows, columns=[*KEYS, "printed", "note"])
+    return df.assign(value=df.printed.astype(float))
+
+
+def test_compare_joins_and_subtracts():
+    rep = pd.DataFrame([("table4", "VGG16", "svhn/L2", "fpr95", 8.25), ("table4", "VGG16", "svhn/L2", "auroc", 96.0)],
+                       columns=[*KEYS, "value"])  # fmt: skip
+    df = compare(tiny_paper(), rep)
+    assert df.columns.tolist() == [*KEYS, "printed", "paper", "reproduced", "difference", "note"]
+    assert df.metric.tolist() == ["auroc", "fpr95", "auroc"]  # the paper's order, one row per paper number
+    assert df.difference.iloc[:2].round(6).tolist() == [0.2, 0.45] and pd.isna(df.reproduced.iloc[2])
+    md = compare_markdown(df)
+    assert "| VGG16 | svhn/L2 | fpr95 | 7.80 | 8.25 | +0.45 |  |" in md  # decimals as printed
+    assert "| CSI (Tack et al.) | svhn | auroc | 99.8 | n/a |  | reported |" in md
+    assert "## Table 4" in md and "2 of 2 numbers reproduced" in md and "0 of 1 numbers reproduced" in md
+
+
+def test_compare_flags_unmatched_and_duplicate_reproduced_numbers():
+    rep = pd.DataFrame([("table4", "VGG-16", "svhn/L2", "auroc", 96.0)], columns=[*KEYS, "value"])
+    with pytest.warns(UserWarning, match="match no paper number.*VGG-16"):
+        compare(tiny_paper(), rep)
+    with pytest.raises(ValueError, match="twice"):
+        compare(tiny_paper(), pd.concat([rep, rep]))

@@ -1,0 +1,186 @@
+"""The numbers the paper prints, and how far the reproduction lands from them.
+
+Long format, one row per printed number (the scheme of ``workflow/resources/README.md``):
+
+* ``table``: table1 .. table8; ``row``: the row label as printed ("ResNet18 (60)", "Min");
+* ``column``: ``<set>/<variant>`` ("svhn/noL2", "cifar100/SM", "accuracy/L2"); Table 1 has no
+  variants, its keys are "svhn", "cifar100", "accuracy";
+* ``metric``: auroc, fpr95 or accuracy; an "AUROC / FPR95" cell gives two rows;
+* ``printed``: the text as printed ("7.80" keeps its zero), ``value``: that text as a float.
+
+Example: the cell "98.6 / 7.80" of Table 4, row "ResNet50 (100)", under SVHN / L2 is
+``(table4, ResNet50 (100), svhn/L2, auroc, "98.6", 98.6)`` and ``(..., fpr95, "7.80", 7.8)``.
+"""
+
+import re
+import warnings
+
+import pandas as pd
+
+KEYS = ["table", "row", "column", "metric"]
+
+# Header text in the paper -> column key part. A header not listed here is an error, so a new
+# or misspelt header cannot slip through as a silently wrong key.
+SETS = {"SVHN": "svhn", "CIFAR100": "cifar100", "CIFAR10": "cifar10", "TinyImageNet": "tinyimagenet",
+        "Accuracy": "accuracy"}  # fmt: skip
+VARIANTS = {"No L2": "noL2", "NoL2": "noL2", "L2": "L2", "Norm": "norm", "SM": "SM",
+            "Norm - Feature": "norm_feature", "Norm - Logits": "norm_logits", "MaxLogit": "maxlogit"}  # fmt: skip
+TEXT_COLUMNS = {"Method", "Model", "Network"}  # the row label, and Table 1's network: no numbers
+CAPTION = re.compile(r"^Table (\d+):")
+NUMBER = re.compile(r"^\d+\.\d+$")  # every number the paper prints has a decimal point
+
+
+def load_paper_numbers(path) -> pd.DataFrame:
+    """The transcribed CSV (columns table,row,column,metric,value,note; values as printed text)
+    as the long format above, plus ``note``."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {*KEYS, "value", "note"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {KEYS + ['value', 'note']}")
+    bad = df[~df.value.str.match(NUMBER)]
+    if len(bad):
+        raise ValueError(
+            f"{path}: values that are not printed numbers (e.g. 97.4):\n{bad.head().to_string()}"
+        )
+    dup = df[df.duplicated(KEYS, keep=False)]
+    if len(dup):
+        raise ValueError(f"{path}: the same (table,row,column,metric) twice:\n{dup.head().to_string()}")
+    df = df.rename(columns={"value": "printed"})
+    df["value"] = df.printed.astype(float)
+    return df[[*KEYS, "printed", "value", "note"]]
+
+
+def parse_paper_tables(markdown_text: str) -> pd.DataFrame:
+    """Every number of every table in the paper's markdown, in the long format above.
+
+    A table is the block of tab-separated lines just before its "Table N:" caption: a header
+    line of set names (a name spans the empty cells after it), an optional line of variants
+    starting with an empty cell, then one line per row. "N/A" cells are skipped; a lone number
+    is an accuracy under "Accuracy" and an AUROC elsewhere (Table 1)."""
+    lines = markdown_text.splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if m := CAPTION.match(line):
+            records += _parse_table(f"table{m[1]}", _block_before(lines, i))
+    return pd.DataFrame(records, columns=[*KEYS, "printed", "value"])
+
+
+def _block_before(lines: list[str], caption: int) -> list[list[str]]:
+    j = caption - 1
+    while j >= 0 and not lines[j].strip():
+        j -= 1
+    block = []
+    while j >= 0 and "\t" in lines[j]:
+        block.insert(0, lines[j].split("\t"))
+        j -= 1
+    if len(block) < 2:
+        raise ValueError(f"no tab-separated table right before line {caption + 1}: {lines[caption][:40]!r}")
+    return block
+
+
+def _column_keys(table: str, header: list[str], variants: list[str] | None) -> list[str | None]:
+    """One key per column (None for text columns), e.g. ["svhn/noL2", "svhn/L2", ...]."""
+    keys, current = [], ""
+    for i, name in enumerate(header):
+        current = name or current  # a set name spans the empty header cells after it
+        variant = variants[i] if variants else ""
+        if current in TEXT_COLUMNS:
+            keys.append(None)
+        elif current not in SETS or (variant and variant not in VARIANTS):
+            unknown = current if current not in SETS else variant
+            raise ValueError(
+                f"{table}: unknown column header {unknown!r}; add it to SETS or VARIANTS in l2ood/paper.py"
+            )
+        else:
+            keys.append(SETS[current] + (f"/{VARIANTS[variant]}" if variant else ""))
+    return keys
+
+
+def _pad(cells: list[str], width: int) -> list[str]:
+    return cells + [""] * (width - len(cells))  # header lines omit trailing empty cells
+
+
+def _parse_table(table: str, block: list[list[str]]) -> list[dict]:
+    header, rest = block[0], block[1:]
+    variants = rest.pop(0) if rest[0][0] == "" else None
+    width = max(len(r) for r in block)
+    keys = _column_keys(table, _pad(header, width), _pad(variants, width) if variants else None)
+    records = []
+    for cells in rest:
+        for key, text in zip(keys, _pad(cells, width)):
+            if key is not None and text != "N/A":
+                records += _cell(table, cells[0], key, text)
+    return records
+
+
+def _cell(table: str, row: str, key: str, text: str) -> list[dict]:
+    """ "97.4 / 14.8" -> an auroc and an fpr95 record; "92.6" -> accuracy or (Table 1) auroc."""
+    parts = text.split(" / ")
+    if len(parts) > 2 or not all(NUMBER.match(p) for p in parts):
+        raise ValueError(
+            f"{table}, row {row!r}, column {key!r}: cannot read {text!r} as a number or 'AUROC / FPR95'"
+        )
+    if len(parts) == 2:
+        metrics = ["auroc", "fpr95"]
+    else:
+        metrics = ["accuracy" if key.startswith("accuracy") else "auroc"]
+    return [
+        {"table": table, "row": row, "column": key, "metric": m, "printed": p, "value": float(p)}
+        for m, p in zip(metrics, parts)
+    ]
+
+
+def compare(paper_df: pd.DataFrame, reproduced_df: pd.DataFrame) -> pd.DataFrame:
+    """Each paper number beside the reproduced one: columns KEYS, printed, paper, reproduced,
+    difference (reproduced - paper, percent points), note. One row per paper number, in the
+    paper's order; reproduced is NaN where nothing was reproduced (Table 1's other methods).
+
+    ``reproduced_df`` has the KEYS and ``value`` (percent). A reproduced number that matches no
+    paper number (a misspelt row label, say) gives a warning naming it."""
+    dup = reproduced_df[reproduced_df.duplicated(KEYS, keep=False)]
+    if len(dup):
+        raise ValueError(
+            f"reproduced numbers: the same (table,row,column,metric) twice:\n{dup.head().to_string()}"
+        )
+    rep = reproduced_df[[*KEYS, "value"]].rename(columns={"value": "reproduced"})
+    out = paper_df.rename(columns={"value": "paper"}).merge(rep, on=KEYS, how="left")
+    out["difference"] = out.reproduced - out.paper
+    extra = rep.merge(paper_df[KEYS], on=KEYS, how="left", indicator=True).query("_merge == 'left_only'")
+    if len(extra):
+        warnings.warn(f"{len(extra)} reproduced numbers match no paper number, e.g. "
+                      f"{extra[KEYS].head(3).to_dict('records')}", stacklevel=2)  # fmt: skip
+    if "note" not in out:
+        out["note"] = ""
+    return out[[*KEYS, "printed", "paper", "reproduced", "difference", "note"]]
+
+
+def _decimals(printed: str) -> int:
+    return len(printed.split(".")[1]) if "." in printed else 0
+
+
+def compare_markdown(df: pd.DataFrame) -> str:
+    """``compare``'s frame as markdown: one section per table; the reproduced value and the
+    difference rounded to the printed number's decimals."""
+    out = ["# Paper vs reproduced", "",
+           "Percent; difference = reproduced - paper; n/a = not reproduced (Table 1's other methods).", ""]  # fmt: skip
+    for table, t in df.groupby("table", sort=False):
+        done = t[t.reproduced.notna()]
+        mad = f"; mean |difference| {done.difference.abs().mean():.2f}" if len(done) else ""
+        out += [
+            f"## {table.replace('table', 'Table ')}",
+            "",
+            f"{len(done)} of {len(t)} numbers reproduced{mad}.",
+            "",
+        ]
+        out += [
+            "| row | column | metric | paper | reproduced | difference | note |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in t.itertuples():
+            d = _decimals(r.printed)
+            rep = "n/a" if pd.isna(r.reproduced) else f"{r.reproduced:.{d}f}"
+            diff = "" if pd.isna(r.difference) else f"{r.difference:+.{d}f}"
+            cells = [r.row, r.column, r.metric, r.printed, rep, diff, str(r.note or "")]
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)
