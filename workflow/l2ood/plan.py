@@ -24,7 +24,7 @@ SECONDS_PER_KIMG = {
 #: batches under 256 keep a GPU busy for less of the time (LogitNorm+ and CCT use 128)
 SMALL_BATCH_FACTOR = 2.0
 #: training images per data set kind
-TRAIN_IMAGES = {"digits": 630, "cifar10": 50_000, "cifar100": 50_000, "gtsrb": 26_640, "tinyimagenet": 100_000}
+TRAIN_IMAGES = {"digits": 585, "cifar10": 50_000, "cifar100": 50_000, "gtsrb": 26_640, "tinyimagenet": 100_000}
 
 
 def epoch_seconds(config: dict, run: str) -> float:

@@ -142,7 +142,8 @@ def l2_vs_plain(spec: dict) -> Table:
             rows.append(line)
     groups = [("Model", 1)] + [(_label(spec, ds), 2) for _, ds in oods] + [("Accuracy", 2)]
     header = ["Model"] + ["No L2", "L2"] * (len(oods) + 1)
-    return _render(spec, cells, groups, header, rows, "AUROC / FPR95 (%, ID positive); feature norm as the score.")
+    scored = f"; {SCORE_LABELS.get(scores[0], scores[0]).lower()} as the score" if len(scores) == 1 else ""
+    return _render(spec, cells, groups, header, rows, f"AUROC / FPR95 (%, ID positive){scored}.")
 
 
 def norm_vs_scaled_softmax(spec: dict) -> Table:
@@ -186,7 +187,7 @@ def table1(spec: dict) -> Table:
     rows = []
     for _, r in reported.iterrows():
         vals = [r.get(f"{key}_auroc", "") or "N/A" for key, _ in oods] + [r.get("accuracy", "") or "N/A"]
-        rows.append([f"{r['method']} [reported]", r.get("network", "")] + vals)
+        rows.append([f"{r['row']} [reported]", r.get("network", "")] + vals)
     for r in spec["rows"]:
         line = [f"{r['label']} [reproduced]", r.get("network", "")]
         for key, ds in oods:
