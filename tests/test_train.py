@@ -156,3 +156,26 @@ def test_killed_run_resumes_bit_identical(tmp_path, sig):
     ha, hb = pd.read_csv(ref / "history.csv"), pd.read_csv(cut / "history.csv")
     pd.testing.assert_frame_equal(ha[["epoch", "loss", "accuracy", "lr"]], hb[["epoch", "loss", "accuracy", "lr"]])
     np.testing.assert_array_equal(np.load(ref / "probes.npz")["norms"], np.load(cut / "probes.npz")["norms"])
+
+
+def cct_style_cfg():
+    cfg = tiny_cfg(epochs=2, size=16)
+    cfg["recipe"].pop("crop_padding")
+    cfg["recipe"].update(
+        optimizer="adamw", lr=5.5e-4, weight_decay=0.06, schedule="cosine", warmup_epochs=1, warmup_lr=1e-5,
+        min_lr=1e-5, random_resized_crop={"scale": [0.8, 1.0]}, randaugment={"num_ops": 2, "magnitude": 9,
+        "magnitude_std": 0.5}, mixup_alpha=0.8, cutmix_alpha=1.0, mix_prob=1.0, switch_prob=0.5, mixup_off_epoch=1,
+        loss={"name": "ce", "label_smoothing": 0.1},
+    )  # fmt: skip
+    return cfg
+
+
+def test_cct_recipe_path_trains_and_is_deterministic(tmp_path):
+    """Random-resized crop, RandAugment, mixup/cutmix (off after epoch 1), AdamW, warm-up + cosine."""
+    images, labels = tiny_data(size=16)
+    h1 = T.fit(cct_style_cfg(), images, labels, tmp_path / "a", seed=1)
+    T.fit(cct_style_cfg(), images, labels, tmp_path / "b", seed=1)
+    assert [r["lr"] for r in h1] == pytest.approx([1e-5, 1e-5 + 0.5 * (5.5e-4 - 1e-5) * (1 + math.cos(math.pi / 2))])
+    assert all(np.isfinite(r["loss"]) for r in h1)
+    a, b = (torch.load(tmp_path / k / "model.pt")["state_dict"] for k in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -12,7 +12,7 @@ from typing import Callable
 
 from torch import nn
 
-from .heads import HEADS, Classifier
+from .heads import HEADS, Classifier  # noqa: F401  (HEADS re-exported)
 
 REGISTRY: dict[str, Callable[..., tuple[nn.Module, int]]] = {}
 

@@ -84,7 +84,7 @@ class ConvNeXtEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
-        return self.norm(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        return self.norm(x.mean(dim=(2, 3)))  # = global average pool; deterministic backward on CUDA
 
 
 @register("convnext_tiny")

@@ -124,7 +124,7 @@ class ResNetEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.bn1(self.conv1(x)), LEAKY_SLOPE)
         x = self.layers(x)
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return x.mean(dim=(2, 3))  # global average pool (adaptive_avg_pool2d's CUDA backward is nondeterministic)
 
 
 def _resnet(block, num_blocks, image_size, width, spectral, coeff):

@@ -7,6 +7,7 @@ max-pool after the second, global average pooling: features of ``width * 4`` dim
 from torch import nn
 
 from . import register
+from .heads import GlobalAvgPool
 
 
 def _block(cin: int, cout: int) -> list[nn.Module]:
@@ -20,7 +21,6 @@ def small_cnn(image_size: int = 8, width: int = 16) -> tuple[nn.Module, int]:
         *_block(width, width * 2),
         nn.MaxPool2d(2),
         *_block(width * 2, width * 4),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
+        GlobalAvgPool(),
     ]
     return nn.Sequential(*layers), width * 4

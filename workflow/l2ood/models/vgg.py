@@ -10,6 +10,7 @@ normalized for the input shape it sees (coefficient 3), as the paper's ResNets.
 from torch import nn
 
 from . import register
+from .heads import GlobalAvgPool
 from .resnet import LEAKY_SLOPE, make_conv
 from .spectral import DEFAULT_COEFF
 
@@ -35,5 +36,5 @@ def vgg16(image_size: int = 32, width: int = 64, spectral: bool = True, coeff: f
             nn.LeakyReLU(LEAKY_SLOPE),
         ]
         cin = cout
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    layers += [GlobalAvgPool()]
     return nn.Sequential(*layers), cin
