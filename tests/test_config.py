@@ -11,6 +11,7 @@ import yaml
 
 from l2ood import config as C
 from l2ood import plan
+from workflow_files import job_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,8 +59,7 @@ def test_paper_plan_counts(config):
 def dry_run(*targets):
     proc = subprocess.run(["snakemake", "-n", *targets], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    m = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*total\s+(\d+)", proc.stdout, re.S)
-    jobs = {r: int(c) for r, c in (line.split() for line in m.group(1).strip().splitlines())}
+    jobs = job_stats(proc.stdout)
     runs = set(re.findall(r"results/runs/([^/]+)/seed\d+/model\.pt", proc.stdout))
     return jobs, runs
 

@@ -6,7 +6,6 @@ checked by content (rows, columns, number formats) and each figure by its panels
 """
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,9 +15,9 @@ import pytest
 import yaml
 
 from paper_mini import write as write_mini
+from workflow_files import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY = ["Snakefile", "config.yaml", "pyproject.toml", "workflow", "envs", "profiles"]
 CELL = re.compile(r"^(\d{1,3}\.\d{1,2}) / (\d{1,3}\.\d{1,2})$")  # "97.4 / 14.8", "98.6 / 7.80"
 
 pytestmark = pytest.mark.slow
@@ -26,10 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def paper(tmp_path_factory):
-    work = tmp_path_factory.mktemp("paper")
-    for name in COPY:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    work = copy_workflow(tmp_path_factory.mktemp("paper"))
     mini = write_mini(work / "mini")
     proc = subprocess.run(["snakemake", "paper", "--cores", "2", "--configfile", str(mini)],
                           cwd=work, capture_output=True, text=True, timeout=1200)  # fmt: skip

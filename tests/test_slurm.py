@@ -26,11 +26,11 @@ import pandas as pd
 import pytest
 import yaml
 from slurm import cluster as slurm_cluster
+from workflow_files import copy_workflow, job_stats
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY = ["Snakefile", "config.yaml", "workflow", "envs", "profiles", "tests/config"]
 TINY = ["--configfile", "tests/config/tiny.yaml", "gpu.yaml"]
 # The demo's runs are CPU-sized (gpus: 0); here they ask for a GPU, as the paper's runs do.
 GPU_YAML = "runs:\n  demo-smallcnn-plain: {gpus: 1}\n  demo-smallcnn-l2: {gpus: 1}\n"
@@ -44,10 +44,38 @@ TRAIN_JOBS = 4  # 2 runs x 2 seeds in tests/config/tiny.yaml
 
 def start_snakemake(cwd: Path, args: list[str], env: dict, log: Path) -> subprocess.Popen:
     # own process group: a hard timeout or the mid-run kill takes Snakemake and its children
-    with open(log, "w") as out:
+    with open(log, "w") as out:  # unbuffered: a SIGKILLed head must not lose its last lines
         return subprocess.Popen(
-            ["snakemake", *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            ["snakemake", *args], cwd=cwd, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def kill_leftovers(work: Path, timeout: float = 30) -> None:
+    """Kill processes of cancelled jobs that outlived them, as a real cluster's cgroups would.
+
+    The test cluster tracks processes with proctrack/linuxproc (no cgroups in a container): when
+    scancel kills a job's intermediate process first, its children are re-parented to init and
+    escape, and would finish (writing outputs) after the test took its snapshot.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if Path(os.readlink(proc / "cwd")).resolve().is_relative_to(work.resolve()) and int(proc.name) != os.getpid():
+                    left.append(int(proc.name))
+            except (OSError, ValueError):
+                continue
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"processes still running in {work}: {left}"
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -73,13 +101,7 @@ def snakemake(cwd: Path, args: list[str], env: dict, log: Path, timeout: float, 
 
 
 def copy_repo(dest: Path) -> Path:
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
+    copy_workflow(dest)
     (dest / "gpu.yaml").write_text(GPU_YAML)
     return dest
 
@@ -98,12 +120,6 @@ def point_profile_at(profile: Path, cluster) -> None:
         assert text.count(old) == count, f"profiles/slurm/config.yaml: expected {count} x {old!r} in its cluster block"
         text = text.replace(old, new)
     profile.write_text(text)
-
-
-def job_stats(text: str) -> dict[str, int]:
-    """The 'Job stats' table Snakemake prints at the start of a run: rule -> count."""
-    m = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*total", text, re.DOTALL)
-    return {r: int(c) for r, c in (line.split() for line in m.group(1).strip().splitlines())} if m else {}
 
 
 def slurm_jobs(cluster) -> list[dict]:
@@ -191,6 +207,7 @@ def slurm_run(cluster, tmp_path_factory):
     while cluster.run("squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING", "-o", "%i").strip():
         assert time.monotonic() < deadline, "cancelled jobs still running after 60 s"
         time.sleep(0.5)
+    kill_leftovers(work)
     finished = finished_outputs(work)
 
     # Restart: the lock of the killed process must go first (docs/cluster.md says so too).

@@ -179,3 +179,19 @@ def test_cct_recipe_path_trains_and_is_deterministic(tmp_path):
     assert all(np.isfinite(r["loss"]) for r in h1)
     a, b = (torch.load(tmp_path / k / "model.pt")["state_dict"] for k in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_infer_returns_one_norm_per_image(tmp_path):
+    """The score is ||z_i|| per image (z.norm(dim=1)); Algorithm 1's torch.norm(z) would be one
+    number for the whole batch. Each image's norm must not depend on the rest of its batch."""
+    images, labels = tiny_data()
+    T.fit(tiny_cfg(epochs=1), images, labels, tmp_path, seed=0)
+    batch = T.infer(tmp_path / "model.pt", images[:10], labels[:10])["feature_norm"]
+    alone = [T.infer(tmp_path / "model.pt", images[i : i + 1], labels[i : i + 1])["feature_norm"][0] for i in range(10)]
+    np.testing.assert_allclose(batch, alone, rtol=1e-5)
+    assert len(np.unique(batch.round(6))) == 10
+    model, _ = T.load_model(tmp_path / "model.pt")
+    with torch.no_grad():
+        _, z = model(A.normalize(T.to_device_images(images[:10], torch.device("cpu")), *T.norm_tensors(tiny_cfg(), "cpu")))
+    np.testing.assert_allclose(batch, z.norm(dim=1).numpy(), rtol=1e-5)
+    assert not np.allclose(batch, torch.norm(z).item())

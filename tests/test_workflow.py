@@ -6,7 +6,6 @@ only what depends on it.
 """
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from workflow_files import copy_workflow, job_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--configfile", "tests/config/tiny.yaml"]
-COPY = ["Snakefile", "config.yaml", "pyproject.toml", "workflow", "envs", "profiles", "tests/config"]
 
 
 def snakemake(cwd, *args, check=True, timeout=600):
@@ -28,29 +27,9 @@ def snakemake(cwd, *args, check=True, timeout=600):
     return proc
 
 
-def copy_repo(dest: Path) -> Path:
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest
-
-
-def planned_jobs(proc) -> dict[str, int]:
-    """The 'Job stats' table of a dry run: rule -> count."""
-    text = proc.stdout + proc.stderr
-    m = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*total", text, re.S)
-    if not m:
-        return {}
-    return {r: int(c) for r, c in (line.split() for line in m.group(1).strip().splitlines())}
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    work = copy_repo(tmp_path_factory.mktemp("demo"))
+    work = copy_workflow(tmp_path_factory.mktemp("demo"))
     snakemake(work, "--cores", "2", *TINY)
     return work
 
@@ -72,7 +51,7 @@ def test_lint_and_format_are_clean():
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, yaml_text, message):
-    work = copy_repo(tmp_path)
+    work = copy_workflow(tmp_path)
     (work / "bad.yaml").write_text(yaml_text)
     proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
@@ -146,7 +125,8 @@ def test_partial_rebuild_after_one_output_changes(demo):
     ckpt = torch.load(model, weights_only=False)
     ckpt["state_dict"]["fc.bias"] += 1.0  # a changed training output: content, not only mtime
     torch.save(ckpt, model)
-    jobs = planned_jobs(snakemake(demo, "-n", *TINY))
+    proc = snakemake(demo, "-n", *TINY)
+    jobs = job_stats(proc.stdout + proc.stderr)
     # that run and seed's inference and metrics, then the study metrics and the table; the figures
     # read seed 0 (norms, accuracy) or the training histories, which did not change
     assert jobs == {"infer": 1, "evaluate": 1, "study_metrics": 1, "table": 1, "all": 1}, jobs
