@@ -30,7 +30,6 @@ wildcard_constraints:
 
 
 RUN_DIR = cfglib.RUN_DIR
-LOCAL_RULES = ["study_metrics", "table", "figure"]
 
 
 def prepared(dataset, split):
