@@ -41,7 +41,7 @@ def tiny_data(n=120, size=8, seed=0):
 
 def test_multistep_schedule_matches_the_paper():
     r = {"lr": 0.1, "schedule": "multistep", "milestones": [40, 50], "gamma": 0.1, "epochs": 60}
-    lrs = [T.learning_rate(r, e, 0, 10) for e in (0, 39, 40, 49, 50, 59)]
+    lrs = [T.learning_rate(r, e) for e in (0, 39, 40, 49, 50, 59)]
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
@@ -49,11 +49,11 @@ def test_cosine_schedule_as_timm_with_warmup_and_cooldown():
     # the CCT recipe: 310 epochs = 300 cosine + 10 cooldown at min_lr, 10 warm-up epochs from 1e-5
     r = {"lr": 55e-5, "schedule": "cosine", "warmup_epochs": 10, "warmup_lr": 1e-5, "epochs": 310,
          "cooldown_epochs": 10, "min_lr": 1e-5}  # fmt: skip
-    assert T.learning_rate(r, 0, 0, 4) == pytest.approx(1e-5)
-    assert T.learning_rate(r, 5, 3, 4) == pytest.approx(1e-5 + 5 * (55e-5 - 1e-5) / 10)  # per epoch: step ignored
-    assert T.learning_rate(r, 150, 0, 4) == pytest.approx(1e-5 + 0.5 * (55e-5 - 1e-5))  # halfway through 300
-    assert T.learning_rate(r, 100, 0, 4) == pytest.approx(1e-5 + 0.5 * 54e-5 * (1 + math.cos(math.pi / 3)))
-    assert T.learning_rate(r, 305, 0, 4) == pytest.approx(1e-5)
+    assert T.learning_rate(r, 0) == pytest.approx(1e-5)
+    assert T.learning_rate(r, 5) == pytest.approx(1e-5 + 5 * (55e-5 - 1e-5) / 10)
+    assert T.learning_rate(r, 150) == pytest.approx(1e-5 + 0.5 * (55e-5 - 1e-5))  # halfway through 300
+    assert T.learning_rate(r, 100) == pytest.approx(1e-5 + 0.5 * 54e-5 * (1 + math.cos(math.pi / 3)))
+    assert T.learning_rate(r, 305) == pytest.approx(1e-5)
 
 
 def test_random_crop_is_a_window_of_the_zero_padded_image():

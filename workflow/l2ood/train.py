@@ -59,8 +59,8 @@ def resolve_engine(engine: dict | None) -> dict:
     return e
 
 
-def learning_rate(recipe: dict, epoch: int, step: int, steps_per_epoch: int) -> float:
-    """The recipe's learning rate at a step; a pure function of (epoch, step), so resuming needs no scheduler state.
+def learning_rate(recipe: dict, epoch: int) -> float:
+    """The recipe's learning rate in ``epoch`` (0-based); a pure function, so resuming needs no scheduler state.
 
     multistep: lr * gamma ** (milestones passed), changing at epoch boundaries (MultiStepLR).
     cosine: per epoch, with the semantics of timm's CosineLRScheduler that the CCT recipe uses:
@@ -241,10 +241,10 @@ def fit(cfg: dict, images: np.ndarray, labels: np.ndarray, out_dir, seed: int, e
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        lr = learning_rate(recipe, epoch)  # both schedules change per epoch
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         for step in range(steps):
-            lr = learning_rate(recipe, epoch, step, steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             idx = perm[step * bs : (step + 1) * bs]
             x = aug.augment(x_all.index_select(0, idx), recipe, gen, fill)  # index_select: 20x faster on uint8
             y = target = y_all[idx]
