@@ -326,31 +326,39 @@ def load_model(path, device="cpu"):
     return model.to(device).eval(), cfg
 
 
-def infer(model_path, images: np.ndarray, labels: np.ndarray, engine: dict | None = None) -> dict:
-    """Per image: pre-normalization feature norm, logits, label; plus the classifier bias and head."""
+def infer_sets(model_path, sets: dict, engine: dict | None = None) -> dict:
+    """``{name: (images, labels)}`` -> ``{name: outputs}``, loading the model once. Outputs per
+    image: pre-normalization feature norm, logits, label; plus the classifier bias and head."""
     e = resolve_engine(engine)
     device = torch.device(e["device"])
-    model, cfg = load_model(model_path, device)
-    if images.shape[1] != cfg["image_size"] or images.shape[2] != cfg["image_size"]:
-        raise ValueError(
-            f"images are {images.shape[1]}x{images.shape[2]} but the model was trained at "
-            f"{cfg['image_size']}x{cfg['image_size']}; use the resized data set (name suffix -r{cfg['image_size']})"
-        )
     memory_format = torch.channels_last if e["channels_last"] else torch.contiguous_format
+    model, cfg = load_model(model_path, device)
     model = model.to(memory_format=memory_format)
     mean, std = norm_tensors(cfg, device)
-    logits, feats = [], []
-    with torch.inference_mode():
-        for start in range(0, len(images), e["infer_batch_size"]):
-            x = to_device_images(images[start : start + e["infer_batch_size"]], device)
-            lo, z = model(aug.normalize(x, mean, std).contiguous(memory_format=memory_format))
-            logits.append(lo.float().cpu())
-            feats.append(z.float().norm(dim=1).cpu())
-    return {
-        "feature_norm": torch.cat(feats).numpy(),
-        "logits": torch.cat(logits).numpy(),
-        "labels": labels.astype(np.int64),
-        "fc_bias": model.fc.bias.detach().float().cpu().numpy(),
-        "head": np.array(cfg["head"]),
-    }
+    results = {}
+    for name, (images, labels) in sets.items():
+        if images.shape[1] != cfg["image_size"] or images.shape[2] != cfg["image_size"]:
+            raise ValueError(
+                f"{name}: images are {images.shape[1]}x{images.shape[2]} but the model was trained at "
+                f"{cfg['image_size']}x{cfg['image_size']}; use the resized data set (name suffix -r{cfg['image_size']})"
+            )
+        logits, feats = [], []
+        with torch.inference_mode():
+            for start in range(0, len(images), e["infer_batch_size"]):
+                x = to_device_images(images[start : start + e["infer_batch_size"]], device)
+                lo, z = model(aug.normalize(x, mean, std).contiguous(memory_format=memory_format))
+                logits.append(lo.float().cpu())
+                feats.append(z.float().norm(dim=1).cpu())
+        results[name] = {
+            "feature_norm": torch.cat(feats).numpy(),
+            "logits": torch.cat(logits).numpy(),
+            "labels": labels.astype(np.int64),
+            "fc_bias": model.fc.bias.detach().float().cpu().numpy(),
+            "head": np.array(cfg["head"]),
+        }
+    return results
 
+
+def infer(model_path, images: np.ndarray, labels: np.ndarray, engine: dict | None = None) -> dict:
+    """``infer_sets`` for one set of images."""
+    return infer_sets(model_path, {"images": (images, labels)}, engine)["images"]

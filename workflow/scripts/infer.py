@@ -6,12 +6,11 @@ from _common import setup
 log = setup(snakemake)  # noqa: F821
 
 from l2ood.data import load_split  # noqa: E402
-from l2ood.train import infer  # noqa: E402
+from l2ood.train import infer_sets  # noqa: E402
 
 out_dir = Path(snakemake.output[0])  # noqa: F821
 out_dir.mkdir(parents=True, exist_ok=True)
-for name, path in zip(snakemake.params.datasets, snakemake.input.images):  # noqa: F821
-    images, labels = load_split(path)
-    out = infer(snakemake.input.model, images, labels, engine=snakemake.config["engine"])  # noqa: F821
+sets = {name: load_split(path) for name, path in zip(snakemake.params.datasets, snakemake.input.images)}  # noqa: F821
+for name, out in infer_sets(snakemake.input.model, sets, engine=snakemake.config["engine"]).items():  # noqa: F821
     np.savez(out_dir / f"{name}.npz", **out)
-    log.info("%s: %d images, mean feature norm %.4g", name, len(labels), out["feature_norm"].mean())
+    log.info("%s: %d images, mean feature norm %.4g", name, len(out["labels"]), out["feature_norm"].mean())
