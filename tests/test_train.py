@@ -85,6 +85,15 @@ def test_same_seed_same_weights(tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_deterministic_switch_is_restored_after_fit(tmp_path, monkeypatch):
+    images, labels = tiny_data(n=60)
+    assert not torch.are_deterministic_algorithms_enabled()
+    seen, run = [], T._fit  # observe the flag inside the run; it is off again afterwards
+    monkeypatch.setattr(T, "_fit", lambda *a: seen.append(torch.are_deterministic_algorithms_enabled()) or run(*a))
+    T.fit(tiny_cfg(epochs=1), images, labels, tmp_path, seed=0, engine={"deterministic": True})
+    assert seen == [True] and not torch.are_deterministic_algorithms_enabled()
+
+
 def test_run_files_have_the_expected_content(tmp_path):
     images, labels = tiny_data()
     T.fit(tiny_cfg(epochs=3), images, labels, tmp_path, seed=0)

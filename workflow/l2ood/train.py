@@ -10,6 +10,7 @@ atomically after every epoch to ``<out_dir>/checkpoint.pt``, a path Snakemake do
 result is bit-identical to an uninterrupted run.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -177,13 +178,29 @@ def fit(cfg: dict, images: np.ndarray, labels: np.ndarray, out_dir, seed: int, e
     device = torch.device(e["device"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
-    recipe = cfg["recipe"]
-    if e["deterministic"]:
+    with backend_flags(e["deterministic"], device):
+        return _fit(cfg, images, labels, out_dir, seed, e, device)
+
+
+@contextlib.contextmanager
+def backend_flags(deterministic: bool, device: torch.device):
+    """Set torch's process-wide algorithm flags for one training run and restore them after."""
+    saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(True)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not e["deterministic"]  # picks the fastest conv kernels for fixed shapes
+        torch.backends.cudnn.benchmark = not deterministic  # picks the fastest conv kernels for fixed shapes
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cudnn.benchmark = saved[1]
+
+
+def _fit(cfg: dict, images, labels, out_dir: Path, seed: int, e: dict, device: torch.device) -> dict:
+    ckpt_path = out_dir / "checkpoint.pt"
+    recipe = cfg["recipe"]
     memory_format = torch.channels_last if e["channels_last"] else torch.contiguous_format
 
     torch.manual_seed(seed)
