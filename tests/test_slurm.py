@@ -158,12 +158,13 @@ def finished_outputs(work: Path) -> dict[Path, int]:
     (snakemake.persistence: records are written in the default exec mode only)."""
     done, running = records(work, "metadata"), records(work, "incomplete")
     files = outputs(work)
-    trained = {f.parent for f in files if f.name == "model.pt"}
-    trained = {d for d in trained if all(d / name in files for name in TRAIN_OUTPUTS)}
-    return {
-        f: t for f, t in files.items()
-        if not {f, *f.parents} & running and ({f, *f.parents} & done or (f.parent in trained and f.name in TRAIN_OUTPUTS))
-    }  # fmt: skip
+    trained = {f.parent for f in files if f.name == "model.pt" and all(f.parent / n in files for n in TRAIN_OUTPUTS)}
+
+    def finished(f: Path) -> bool:
+        covering = {f, *f.parents}
+        return not covering & running and bool(covering & done or (f.parent in trained and f.name in TRAIN_OUTPUTS))
+
+    return {f: t for f, t in files.items() if finished(f)}
 
 
 def outputs(work: Path) -> dict[Path, int]:
@@ -257,13 +258,13 @@ def test_training_jobs_get_a_gpu_and_the_profiles_resources(slurm_run):
     train_mem = profile["set-resources"]["train"]["mem_mb"]
     jobs = {j["JobId"]: j for j in slurm_run["jobs"]}
     ran = [j for j in jobs.values() if j["JobState"] == "COMPLETED"]  # not those cancelled
-    train = [j["Comment"] for j in ran if j["Comment"].startswith("rule_train_")]
+    train = [j for j in ran if j["Comment"].startswith("rule_train_")]
     # No run and seed completed twice. Fewer than TRAIN_JOBS can show COMPLETED: a tiny training
     # job can finish its work in the moment between the head's kill and the scancel, and then
     # shows CANCELLED (the restart test checks that such a job is not redone).
+    names = [j["Comment"] for j in train]
     states = "\n".join(str((j["JobId"], j["Comment"], j["JobState"])) for j in jobs.values())
-    assert train and len(set(train)) == len(train) <= TRAIN_JOBS, states
-    train = [j for j in ran if j["Comment"].startswith("rule_train_")]
+    assert names and len(set(names)) == len(names) <= TRAIN_JOBS, states
     for j in train:
         assert j.get("JOB_GRES") == "gpu:1", j  # the allocation itself, not just the request
         assert j["Partition"] == "gpu" and j["MinMemoryNode"] == f"{train_mem}M", j
