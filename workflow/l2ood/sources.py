@@ -387,13 +387,17 @@ def _read_svhn(paths: dict, split: str):
     return len(labels), ((images[..., i], labels[i]) for i in range(len(labels)))
 
 
+# what reading a member of a truncated or damaged zip raises (KeyError: a missing member)
+_ZIP_ERRORS = (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError)
+
+
 def _zip_images(path, names_labels):
     """Decode (member name, label) pairs from the zip at ``path`` one at a time."""
     try:
         with zipfile.ZipFile(path) as zf:
             for name, label in names_labels:
                 yield _decode(zf.read(name), f"{path}:{name}"), label
-    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError) as err:
+    except _ZIP_ERRORS as err:
         raise _corrupt(path, "the zip archive", err) from err
 
 
@@ -421,7 +425,7 @@ def _read_gtsrb(paths: dict, split: str):
         try:
             with zipfile.ZipFile(gt) as zf:
                 text = zf.read("GT-final_test.csv").decode("utf-8")
-        except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError) as err:
+        except _ZIP_ERRORS as err:
             raise _corrupt(gt, "GT-final_test.csv", err) from err
         rows = csv.DictReader(io.StringIO(text), delimiter=";", skipinitialspace=True)
         pairs = [(f"GTSRB/Final_Test/Images/{r['Filename']}", int(r["ClassId"])) for r in rows]
@@ -449,7 +453,7 @@ def _read_tinyimagenet(paths: dict, split: str):
         with zipfile.ZipFile(path) as zf:
             wnids = sorted(zf.read(top + "wnids.txt").decode().split())
             annotations = zf.read(top + "val/val_annotations.txt").decode() if split == "test" else ""
-    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError) as err:
+    except _ZIP_ERRORS as err:
         raise _corrupt(path, "wnids.txt / val/val_annotations.txt", err) from err
     index = {w: i for i, w in enumerate(wnids)}
     if split == "train":
