@@ -242,9 +242,8 @@ def _fit(cfg: dict, images, labels, out_dir: Path, seed: int, e: dict, device: t
         state["norms"].append(z.norm(dim=1).cpu().numpy())
         if prev is not None:
             state["sq_change"].append(((z - prev) ** 2).sum(dim=1).cpu().numpy())
-        zc = z.cpu().numpy()
-        state["collapse"].append({"epoch": epoch, **collapse_measures(zc, probe_y)})
-        state["last_probe"] = z.cpu()
+        state["last_probe"] = z.cpu()  # one copy to the host, kept in the checkpoint for the next change
+        state["collapse"].append({"epoch": epoch, **collapse_measures(state["last_probe"].numpy(), probe_y)})
         return z
 
     if state["epoch"] == 0 and not state["norms"]:
