@@ -17,6 +17,8 @@ import warnings
 
 import pandas as pd
 
+from .tables import markdown_table
+
 KEYS = ["table", "row", "column", "metric"]
 
 # Header text in the paper -> column key part. A header not listed here is an error, so a new
@@ -172,15 +174,13 @@ def compare_markdown(df: pd.DataFrame) -> str:
             f"{len(done)} of {len(t)} numbers reproduced{mad}.",
             "",
         ]
-        out += [
-            "| row | column | metric | paper | reproduced | difference | note |",
-            "|---|---|---|---|---|---|---|",
-        ]
+        rows = []
         for r in t.itertuples():
             d = _decimals(r.printed)
             rep = "n/a" if pd.isna(r.reproduced) else f"{r.reproduced:.{d}f}"
             diff = "" if pd.isna(r.difference) else f"{r.difference:+.{d}f}"
             cells = [r.row, r.column, r.metric, r.printed, rep, diff, str(r.note or "")]
-            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-        out.append("")
+            rows.append([c.replace("|", "\\|") for c in cells])
+        header = ["row", "column", "metric", "paper", "reproduced", "difference", "note"]
+        out += [markdown_table(header, rows)]
     return "\n".join(out)

@@ -91,7 +91,7 @@ class Cells:
         return f"Mean over {seeds} seeds; standard deviations, minima and maxima in the CSV."
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
@@ -116,7 +116,7 @@ def _render(spec, cells: Cells, groups, header, rows, note="") -> Table:
     for g, n in groups[1:]:
         flat += [f"{g} {h}".strip() if n > 1 else g for h in header[col : col + n]]
         col += n
-    text = f"**{spec.get('title', 'Table')}.** {spec['caption']}\n\n" + _markdown(flat, rows)
+    text = f"**{spec.get('title', 'Table')}.** {spec['caption']}\n\n" + markdown_table(flat, rows)
     text += f"\n{note or 'AUROC / FPR95 (%, ID positive).'} {cells.seeds_note()}\n"
     return Table(cells.frame(), text, _latex(groups, header, rows, spec["caption"]))
 
