@@ -13,7 +13,7 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the l2ood library
+sys.path.insert(0, str(Path(workflow.current_basedir) / "workflow"))  # the l2ood library (this file's folder: works as a module too)
 
 
 configfile: "config.yaml"
