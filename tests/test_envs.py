@@ -13,7 +13,7 @@ def pins(lines) -> dict[str, str]:
     out = {}
     for line in lines:
         line = line.split("#")[0].strip()
-        if not line:
+        if not line or line == "-e .":  # the package itself (pip only; the rules' env reads it from the clone)
             continue
         m = re.fullmatch(r"([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+-]+)", line)
         assert m, f"not an exact pin: {line!r}"
