@@ -9,9 +9,7 @@ from l2ood import plan
 
 _errors = cfglib.schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
 if _errors:
-    raise WorkflowError(
-        "config does not match workflow/schemas/config.schema.yaml:\n  " + "\n  ".join(_errors)
-    )
+    raise WorkflowError("config does not match workflow/schemas/config.schema.yaml:\n  " + "\n  ".join(_errors))
 validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
 try:
     cfglib.check(config)
@@ -141,9 +139,7 @@ def study_metrics_inputs(wildcards):
 def table_spec(wildcards):
     tables = study_spec(wildcards.study).get("tables", {})
     if wildcards.table not in tables:
-        raise WorkflowError(
-            f"study {wildcards.study!r} has no table {wildcards.table!r}; it has {sorted(tables)}"
-        )
+        raise WorkflowError(f"study {wildcards.study!r} has no table {wildcards.table!r}; it has {sorted(tables)}")
     return cfglib.resolve_table(config, tables[wildcards.table])
 
 
@@ -154,9 +150,7 @@ def table_inputs(wildcards):
 def figure_spec(wildcards):
     figures = study_spec(wildcards.study).get("figures", {})
     if wildcards.figure not in figures:
-        raise WorkflowError(
-            f"study {wildcards.study!r} has no figure {wildcards.figure!r}; it has {sorted(figures)}"
-        )
+        raise WorkflowError(f"study {wildcards.study!r} has no figure {wildcards.figure!r}; it has {sorted(figures)}")
     return cfglib.resolve_figure(config, figures[wildcards.figure])
 
 
