@@ -1,3 +1,6 @@
+"""What every test shares: ``ROOT``, the repository (``from conftest import ROOT``), and the l2ood
+library on the import path."""
+
 import sys
 from pathlib import Path
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: tests/ is not on the path
+from conftest import ROOT  # noqa: E402  (conftest also puts workflow/ on the path)
 from fakes.raw_datasets import make  # noqa: E402
+from l2ood.config import study_runs  # noqa: E402
+from l2ood.sources import RAW_KINDS  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-RAW_KINDS = ("cifar10", "cifar100", "svhn", "gtsrb", "tinyimagenet")
 SMALL = {
     "resnet18": {"width": 4},
     "resnet50": {"width": 4},
@@ -35,7 +36,7 @@ def mini_config(fakes: Path, seeds: int = 2, epochs: int = 2) -> dict:
     for i, kind in enumerate(RAW_KINDS):  # a seed each: identical fake images would make every OoD set ID
         sums, _ = make(kind, fakes / kind, seed=i, **FAKE_SIZES.get(kind, {}))
         md5.update(sums)
-    runs = base["studies"]["paper"]["runs"]
+    runs = study_runs(base, "paper")
     recipes = {base["runs"][r]["recipe"] for r in runs}
     rec = {}
     for name in recipes:

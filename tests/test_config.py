@@ -4,16 +4,14 @@ import copy
 import re
 import subprocess
 import time
-from pathlib import Path
-
 import pytest
 import yaml
+from conftest import ROOT
+from workflow_files import job_stats
 
 from l2ood import config as C
 from l2ood import plan
-from workflow_files import job_stats
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +26,67 @@ def test_resolve_run_merges_recipe_overrides(config):
     assert r["recipe"]["batch_size"] == 768 and r["recipe"]["milestones"] == [75, 90]
     assert r["num_classes"] == 10 and r["image_size"] == 32 and r["head"] == "l2"
     assert config["recipes"]["sgd100"]["batch_size"] == 1024  # the shared recipe is untouched
+
+
+def test_run_spec_fills_the_run_defaults_once(config):
+    spec = C.run_spec(config, "cifar10-resnet18-l2-sgd60")  # states seeds, nothing else of RUN_DEFAULTS
+    assert spec["seeds"] == 15 and spec["gpus"] == 1 and spec["probe_size"] == 1000
+    assert spec["model_kwargs"] == {} and spec["recipe_overrides"] == {}
+    assert "gpus" not in config["runs"]["cifar10-resnet18-l2-sgd60"]  # the config itself is not changed
+    demo = C.resolve_run(config, "demo-smallcnn-l2")
+    assert demo["probe_size"] == 200 and demo["model_kwargs"] == {"width": 16} and C.seeds(config, "demo-smallcnn-l2") == [0, 1, 2]
+    assert C.run_spec(config, "demo-smallcnn-l2")["gpus"] == 0
+
+
+def test_run_recipe_is_the_one_recipe_every_reader_sees(config):
+    # plan's epochs and batch sizes come from the same merge training gets
+    assert C.run_recipe(config, "tinyimagenet-resnet50-l2-sgd60") == {**config["recipes"]["sgd60"], "batch_size": 512}
+    assert C.run_recipe(config, "cifar100-resnet50-l2-sgd150") == C.resolve_run(config, "cifar100-resnet50-l2-sgd150")["recipe"]
+    df = plan.summary(config, "paper").set_index("run")
+    assert df.loc["cifar10-resnet50-l2-sgd100", "epochs"] == 100 and df.loc["cifar10-cct-l2-cct300", "epochs"] == 310
+
+
+def test_study_runs_are_derived_from_its_tables_and_figures(config):
+    assert C.study_runs(config, "demo") == ["demo-smallcnn-nol2", "demo-smallcnn-l2"]
+    paper = C.study_runs(config, "paper")
+    table_runs = {r for t in config["studies"]["paper"]["tables"].values() for r in C.spec_runs(t)}
+    figure_runs = {r for f in config["studies"]["paper"]["figures"].values() for r in C.spec_runs(f)}
+    assert len(paper) == len(set(paper)) == 22 and table_runs == set(paper) and figure_runs < table_runs
+    assert "cifar10-resnet18-logitnorm-logitnorm200" in table_runs  # named by a Table 1 row's `run`
+    # a run named only by a figure panel is trained too; an explicit `runs:` list adds extra runs first
+    cfg = copy.deepcopy(config)
+    cfg["studies"]["demo"]["figures"]["norm_variability"]["panels"].append({"title": "x", "run": "gtsrb-resnet18-l2-sgd60"})
+    cfg["studies"]["demo"]["runs"] = ["cifar10-vgg16-l2-sgd60", "demo-smallcnn-l2"]
+    assert C.study_runs(cfg, "demo") == [
+        "cifar10-vgg16-l2-sgd60", "demo-smallcnn-l2", "demo-smallcnn-nol2", "gtsrb-resnet18-l2-sgd60"
+    ]  # fmt: skip
+
+
+def walk(node):
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+    for child in children:
+        yield from walk(child)
+
+
+def test_schema_holds_no_defaults_and_requires_the_optimizer_values(config):
+    schema_path = ROOT / "workflow/schemas/config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    assert not [n for n in walk(schema) if isinstance(n, dict) and "default" in n]
+    assert C.schema_errors(config, schema_path) == []
+    cfg = copy.deepcopy(config)
+    for name, key in [("sgd60", "momentum"), ("sgd100", "nesterov"), ("cct300", "betas"), ("convnext100", "weight_decay"),
+                      ("sgd350", "milestones"), ("logitnorm200", "source")]:  # fmt: skip
+        del cfg["recipes"][name][key]
+    errors = C.schema_errors(cfg, schema_path)
+    assert errors == [
+        "recipes.cct300: 'betas' is a required property",
+        "recipes.convnext100: 'weight_decay' is a required property",
+        "recipes.logitnorm200: 'source' is a required property",
+        "recipes.sgd100: 'nesterov' is a required property",
+        "recipes.sgd350: 'milestones' is a required property",
+        "recipes.sgd60: 'momentum' is a required property",
+    ], errors
 
 
 @pytest.mark.parametrize(
@@ -67,7 +126,7 @@ def dry_run(*targets):
 def test_one_table_plans_only_its_runs(config):
     jobs, runs = dry_run("results/paper/tables/table4.md")
     rows = config["studies"]["paper"]["tables"]["table4"]["rows"]
-    expected = {r[k] for r in rows for k in ("plain", "l2")}
+    expected = {r[k] for r in rows for k in ("nol2", "l2")}
     assert runs == expected and len(expected) == 12
     assert jobs["train"] == sum(config["runs"][r]["seeds"] for r in expected) == 8 * 15 + 4 * 5
     assert "download_gtsrb" not in jobs and "paper_vs_reproduced" not in jobs

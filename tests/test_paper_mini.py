@@ -13,11 +13,10 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 import yaml
-
+from conftest import ROOT
 from paper_mini import write as write_mini
 from workflow_files import copy_workflow
 
-ROOT = Path(__file__).resolve().parents[1]
 CELL = re.compile(r"^(\d{1,3}\.\d{1,2}) / (\d{1,3}\.\d{1,2})$")  # "97.4 / 14.8", "98.6 / 7.80"
 
 pytestmark = pytest.mark.slow
@@ -43,7 +42,7 @@ def md_rows(path: Path) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("table", [f"table{i}" for i in range(4, 9)])
-def test_l2_vs_plain_tables(paper, table):
+def test_l2_vs_nol2_tables(paper, table):
     spec = config()["studies"]["paper"]["tables"][table]
     rows = md_rows(paper / f"results/paper/tables/{table}.md")
     header, body = rows[0], rows[1:]
@@ -54,7 +53,7 @@ def test_l2_vs_plain_tables(paper, table):
         assert all(re.match(r"^\d{1,3}\.\d{1,2}$", c) for c in r[-2:]), r
     tidy = pd.read_csv(paper / f"results/paper/tables/{table}.csv")
     assert len(tidy) == len(spec["rows"]) * (2 * 2 * len(spec["ood"]) + 2)
-    assert set(tidy.column) == {f"{k}/{v}" for k in [*spec["ood"], "accuracy"] for v in ("noL2", "L2")}
+    assert set(tidy.column) == {f"{k}/{v}" for k in [*spec["ood"], "accuracy"] for v in ("nol2", "l2")}
     assert (tidy.n_seeds == 2).all() and tidy.value.between(0, 100).all()
     assert r"\begin{tabular}" in (paper / f"results/paper/tables/{table}.tex").read_text()
 
@@ -120,7 +119,7 @@ def test_figures_have_their_panels(paper, figure, panels, monkeypatch):
     axes = [ax for ax in fig.axes if ax.has_data()]
     assert len(axes) == panels
     for ax in axes:
-        assert ax.get_xlabel() and ax.get_title() or ax.get_ylabel()
+        assert ax.get_title() and (ax.get_xlabel() or ax.get_ylabel()), ax  # titled, and labelled on x or y
 
 
 def test_report_groups_tables_and_figures(paper):

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ROOT
 from l2ood.paper import KEYS, compare, compare_markdown, load_paper_numbers, parse_paper_tables
 
-ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = ROOT / "workflow/resources/paper_numbers.csv"
 REPORTED = ROOT / "workflow/resources/table1_reported.csv"
 
 
 def paper_md() -> Path | None:
-    default = Path(__file__).resolve().parents[2] / "shared/paper/paper.md"
+    default = ROOT.parent / "shared/paper/paper.md"
     env = os.environ.get("L2OOD_PAPER_MD")
     return next((p for p in [default, Path(env) if env else None] if p and p.is_file()), None)
 
@@ -66,17 +66,17 @@ def cell(df, table, row, column, metric) -> str:
 @pytest.mark.parametrize(
     "table, row, column, metric, printed",
     [
-        ("table4", "ResNet50 (100)", "svhn/L2", "auroc", "98.6"),
-        ("table4", "ResNet50 (100)", "svhn/L2", "fpr95", "7.80"),
+        ("table4", "ResNet50 (100)", "svhn/l2", "auroc", "98.6"),
+        ("table4", "ResNet50 (100)", "svhn/l2", "fpr95", "7.80"),
         ("table3", "Mean", "cifar100/norm_logits", "auroc", "88.9"),
         ("table3", "Mean", "cifar100/norm_logits", "fpr95", "53.9"),
-        ("table5", "ResNet18", "accuracy/noL2", "accuracy", "84.7"),
+        ("table5", "ResNet18", "accuracy/nol2", "accuracy", "84.7"),
         ("table2", "ResNet50", "svhn/SM", "fpr95", "9.10"),
-        ("table7", "ResNet50", "cifar10/L2", "auroc", "77.1"),
-        ("table8", "ResNet18", "tinyimagenet/noL2", "fpr95", "75.4"),
+        ("table7", "ResNet50", "cifar10/l2", "auroc", "77.1"),
+        ("table8", "ResNet18", "tinyimagenet/nol2", "fpr95", "75.4"),
         ("table1", "ERD++ (Tifrea et al.)", "svhn", "auroc", "1.00"),
         ("table1", "L2 Norm 100", "accuracy", "accuracy", "94.1"),
-        ("table4", "ConvNeXt_Tiny*", "accuracy/L2", "accuracy", "89.2"),
+        ("table4", "ConvNeXt_Tiny*", "accuracy/l2", "accuracy", "89.2"),
     ],
 )
 def test_spot_checks_by_hand(parsed, numbers, table, row, column, metric, printed):
@@ -120,33 +120,33 @@ def test_parser_names_unknown_headers_and_bad_cells():
     good = parse_paper_tables(table.replace("ImageNet", "CIFAR10"))
     assert (
         good.column.tolist()
-        == ["svhn/noL2"] * 2 + ["svhn/L2"] * 2 + ["cifar10/noL2"] * 2 + ["cifar10/L2"] * 2
+        == ["svhn/nol2"] * 2 + ["svhn/l2"] * 2 + ["cifar10/nol2"] * 2 + ["cifar10/l2"] * 2
     )
     assert good.metric.tolist()[:2] == ["auroc", "fpr95"] and good.value.tolist()[-1] == 8.0
 
 
 def tiny_paper() -> pd.DataFrame:
-    rows = [("table4", "VGG16", "svhn/L2", "auroc", "95.8", ""), ("table4", "VGG16", "svhn/L2", "fpr95", "7.80", ""),
+    rows = [("table4", "VGG16", "svhn/l2", "auroc", "95.8", ""), ("table4", "VGG16", "svhn/l2", "fpr95", "7.80", ""),
             ("table1", "CSI (Tack et al.)", "svhn", "auroc", "99.8", "reported")]  # fmt: skip
     df = pd.DataFrame(rows, columns=[*KEYS, "printed", "note"])
     return df.assign(value=df.printed.astype(float))
 
 
 def test_compare_joins_and_subtracts():
-    rep = pd.DataFrame([("table4", "VGG16", "svhn/L2", "fpr95", 8.25), ("table4", "VGG16", "svhn/L2", "auroc", 96.0)],
+    rep = pd.DataFrame([("table4", "VGG16", "svhn/l2", "fpr95", 8.25), ("table4", "VGG16", "svhn/l2", "auroc", 96.0)],
                        columns=[*KEYS, "value"])  # fmt: skip
     df = compare(tiny_paper(), rep)
     assert df.columns.tolist() == [*KEYS, "printed", "paper", "reproduced", "difference", "note"]
     assert df.metric.tolist() == ["auroc", "fpr95", "auroc"]  # the paper's order, one row per paper number
     assert df.difference.iloc[:2].round(6).tolist() == [0.2, 0.45] and pd.isna(df.reproduced.iloc[2])
     md = compare_markdown(df)
-    assert "| VGG16 | svhn/L2 | fpr95 | 7.80 | 8.25 | +0.45 |  |" in md  # decimals as printed
+    assert "| VGG16 | svhn/l2 | fpr95 | 7.80 | 8.25 | +0.45 |  |" in md  # decimals as printed
     assert "| CSI (Tack et al.) | svhn | auroc | 99.8 | n/a |  | reported |" in md
     assert "## Table 4" in md and "2 of 2 numbers reproduced" in md and "0 of 1 numbers reproduced" in md
 
 
 def test_compare_flags_unmatched_and_duplicate_reproduced_numbers():
-    rep = pd.DataFrame([("table4", "VGG-16", "svhn/L2", "auroc", 96.0)], columns=[*KEYS, "value"])
+    rep = pd.DataFrame([("table4", "VGG-16", "svhn/l2", "auroc", 96.0)], columns=[*KEYS, "value"])
     with pytest.warns(UserWarning, match="match no paper number.*VGG-16"):
         compare(tiny_paper(), rep)
     with pytest.raises(ValueError, match="twice"):

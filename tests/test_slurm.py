@@ -25,15 +25,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT
+from l2ood.layout import TRAIN_OUTPUTS
 from slurm import cluster as slurm_cluster
 from workflow_files import copy_workflow, job_stats
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--configfile", "tests/config/tiny.yaml", "gpu.yaml"]
 # The demo's runs are CPU-sized (gpus: 0); here they ask for a GPU, as the paper's runs do.
-GPU_YAML = "runs:\n  demo-smallcnn-plain: {gpus: 1}\n  demo-smallcnn-l2: {gpus: 1}\n"
+GPU_YAML = "runs:\n  demo-smallcnn-nol2: {gpus: 1}\n  demo-smallcnn-l2: {gpus: 1}\n"
 # The first status check 2 s after a submission, not the plugin's 40 s: a short test.
 FAST = ["--slurm-init-seconds-before-status-checks", "2"]
 TRAIN_JOBS = 4  # 2 runs x 2 seeds in tests/config/tiny.yaml
@@ -147,7 +148,7 @@ def records(work: Path, kind: str) -> set[Path]:
     return paths
 
 
-TRAIN_OUTPUTS = {"model.pt", "history.csv", "collapse.csv", "probes.npz", "config.yaml"}  # rule train
+TRAINED = set(TRAIN_OUTPUTS.values())  # the files rule train declares
 
 
 def finished_outputs(work: Path) -> dict[Path, int]:
@@ -158,11 +159,14 @@ def finished_outputs(work: Path) -> dict[Path, int]:
     (snakemake.persistence: records are written in the default exec mode only)."""
     done, running = records(work, "metadata"), records(work, "incomplete")
     files = outputs(work)
-    trained = {f.parent for f in files if f.name == "model.pt" and all(f.parent / n in files for n in TRAIN_OUTPUTS)}
+    model = TRAIN_OUTPUTS["model"]
+    trained = {f.parent for f in files if f.name == model and all(f.parent / n in files for n in TRAINED)}
 
     def finished(f: Path) -> bool:
         covering = {f, *f.parents}
-        return not covering & running and bool(covering & done or (f.parent in trained and f.name in TRAIN_OUTPUTS))
+        if covering & running:  # the file, or a directory it is in, is still marked incomplete
+            return False
+        return bool(covering & done) or (f.parent in trained and f.name in TRAINED)
 
     return {f: t for f, t in files.items() if finished(f)}
 

@@ -7,16 +7,15 @@ only what depends on it.
 
 import re
 import subprocess
-from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT
 from workflow_files import copy_workflow, job_stats
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--configfile", "tests/config/tiny.yaml"]
 
 
@@ -72,11 +71,11 @@ def test_demo_table_content(demo):
     # one row per printed number: 3 scores x 3 OoD sets x 2 heads x (AUROC, FPR95) + 3 x 2 accuracies
     assert len(tidy) == 3 * 3 * 2 * 2 + 3 * 2
     assert set(tidy.metric) == {"auroc", "fpr95", "accuracy"} and (tidy.n_seeds == 2).all()
-    assert set(tidy.column) >= {"digits-near/noL2", "digits-near/L2", "accuracy/noL2", "accuracy/L2"}
+    assert set(tidy.column) >= {"digits-near/nol2", "digits-near/l2", "accuracy/nol2", "accuracy/l2"}
     assert np.isfinite(tidy[["value", "mean", "std", "min", "max"]].to_numpy()).all()
     assert tidy["value"].between(0, 100).all()
     # the markdown prints the CSV's numbers
-    near_l2 = tidy.query("row == 'SmallCNN (Feature norm)' and column == 'digits-near/L2'").set_index("metric").value
+    near_l2 = tidy.query("row == 'SmallCNN (Feature norm)' and column == 'digits-near/l2'").set_index("metric").value
     assert f"{near_l2.auroc:.1f} / " in cells[2]
     tex = (demo / "results/demo/tables/demo.tex").read_text()
     assert r"\begin{tabular}" in tex and tex.count(r"\\") >= 5

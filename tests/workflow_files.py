@@ -4,7 +4,8 @@ import re
 import shutil
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 #: everything a run of the workflow reads (the library, rules, profiles, configs)
 WORKFLOW_FILES = ["Snakefile", "config.yaml", "pyproject.toml", "workflow", "envs", "profiles", "tests/config"]
 

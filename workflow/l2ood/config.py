@@ -2,13 +2,22 @@
 
 The JSON schema checks each key and type; ``check`` checks what a schema cannot: that every
 run names a known data set and recipe, that every study, table and figure names known runs,
-that OoD sets have the resolution of the run's model. ``resolve_run`` gives the one dict the
-training step needs (saved next to the model).
+that OoD sets have the resolution of the run's model. ``run_spec`` and ``run_recipe`` give a
+run with its defaults and its recipe with the run's overrides: every reader goes through them.
+``resolve_run`` gives the one dict the training step needs (saved next to the model).
 """
 
-from typing import Iterable
+from .layout import METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, outputs_file, run_file
 
-RAW_KINDS = ("cifar10", "cifar100", "svhn", "gtsrb", "tinyimagenet")
+#: What a run gets for a key it leaves out: the only copy of these defaults (the schema checks
+#: types only, and every reader goes through ``run_spec``).
+RUN_DEFAULTS = {
+    "seeds": 1,  # seeds 0 .. seeds-1
+    "gpus": 1,  # GPUs a training job holds; 0 for CPU-sized runs (the demo)
+    "probe_size": 1000,  # fixed training images whose features are recorded every epoch (paper: 1,000)
+    "model_kwargs": {},  # passed to the model's constructor (e.g. a width)
+    "recipe_overrides": {},  # recipe keys this run changes (e.g. the batch size ResNet50 fits)
+}
 
 
 class ConfigError(ValueError):
@@ -35,13 +44,37 @@ def schema_errors(config: dict, schema_path) -> list[str]:
     return out
 
 
-def _runs_of_spec(spec: dict) -> list[str]:
-    """Every run a table or figure spec names (rows' plain/l2/runs, panels' run)."""
+def run_spec(config: dict, run: str) -> dict:
+    """``runs.<run>`` with ``RUN_DEFAULTS`` filled in (a new dict; the config is not changed)."""
+    return {**RUN_DEFAULTS, **config["runs"][run]}
+
+
+def run_recipe(config: dict, run: str) -> dict:
+    """The recipe ``run`` trains with: its named recipe updated by its ``recipe_overrides``."""
+    spec = run_spec(config, run)
+    return {**config["recipes"][spec["recipe"]], **spec["recipe_overrides"]}
+
+
+def seeds(config: dict, run: str) -> list[int]:
+    return list(range(run_spec(config, run)["seeds"]))
+
+
+def spec_runs(spec: dict) -> list[str]:
+    """Every run a table or figure spec names (``run``, rows' nol2/l2/run, panels' run), in order."""
     runs = [spec["run"]] if "run" in spec else []
     for row in spec.get("rows", []):
-        runs += [row[k] for k in ("plain", "l2", "run") if k in row]
+        runs += [row[k] for k in ("nol2", "l2", "run") if k in row]
     runs += [p["run"] for p in spec.get("panels", [])]
-    runs += list(spec.get("runs", []))
+    return list(dict.fromkeys(runs))
+
+
+def study_runs(config: dict, study: str) -> list[str]:
+    """The runs a study trains: its optional ``runs:`` list, then every run its tables and figures name."""
+    spec = config["studies"][study]
+    runs = list(spec.get("runs", []))
+    for group in ("tables", "figures"):
+        for item in spec.get(group, {}).values():
+            runs += spec_runs(item)
     return list(dict.fromkeys(runs))
 
 
@@ -77,12 +110,12 @@ def check(config: dict) -> None:
     if config["default_study"] not in studies:
         errors.append(f"default_study: unknown study {config['default_study']!r}; known: {sorted(studies)}")
     for sname, study in studies.items():
-        for r in study["runs"]:
+        for r in study.get("runs", []):
             if r not in runs:
                 errors.append(f"studies.{sname}.runs: unknown run {r!r}")
         for group in ("tables", "figures"):
             for tname, spec in study.get(group, {}).items():
-                for r in _runs_of_spec(spec):
+                for r in spec_runs(spec):
                     if r not in runs:
                         errors.append(f"studies.{sname}.{group}.{tname}: unknown run {r!r}")
     if errors:
@@ -91,43 +124,24 @@ def check(config: dict) -> None:
 
 def resolve_run(config: dict, run: str) -> dict:
     """Everything training needs for ``run``, as one plain dict (saved beside the model)."""
-    spec = config["runs"][run]
+    spec = run_spec(config, run)
     idspec = config["datasets"][spec["dataset"]]
     return {
         "run": run,
         "dataset": spec["dataset"],
         "model": spec["model"],
-        "model_kwargs": dict(spec.get("model_kwargs", {})),
+        "model_kwargs": dict(spec["model_kwargs"]),
         "head": spec["head"],
         "num_classes": idspec["num_classes"],
         "image_size": idspec["image_size"],
         "normalize": idspec["normalize"],
-        "probe_size": spec.get("probe_size", 1000),
+        "probe_size": spec["probe_size"],
         "recipe_name": spec["recipe"],
-        "recipe": {**config["recipes"][spec["recipe"]], **spec.get("recipe_overrides", {})},
+        "recipe": run_recipe(config, run),
     }
 
 
-def seeds(config: dict, run: str) -> list[int]:
-    return list(range(config["runs"][run].get("seeds", 1)))
-
-
-def spec_runs(spec: dict) -> list[str]:
-    return _runs_of_spec(spec)
-
-
-def dataset_chain(config: dict, name: str) -> Iterable[str]:
-    """The data sets ``name`` is derived from (through 'of' / 'like'), nearest first."""
-    spec = config["datasets"][name]
-    for key in ("of", "like"):
-        if key in spec:
-            yield spec[key]
-            yield from dataset_chain(config, spec[key])
-
-
 # --- tables and figures: which files each needs ----------------------------------------------
-
-RUN_DIR = "results/runs/{run}/seed{seed}"
 
 #: figure kind -> what each panel reads: per-image outputs of one seed ("outputs"), the
 #: collapse/probe history of every seed ("collapse"), or one seed's probes ("probes").
@@ -139,10 +153,6 @@ FIGURE_READS = {
     "collapse": "collapse",
     "feature_change": "probes",
 }
-
-
-def run_file(run: str, seed: int, name: str) -> str:
-    return f"{RUN_DIR.format(run=run, seed=seed)}/{name}"
 
 
 def dataset_label(config: dict, name: str) -> str:
@@ -165,13 +175,13 @@ def resolve_figure(config: dict, spec: dict) -> dict:
             if kind == "softmax_vs_norm":
                 names = names[:2]
                 if p.get("scale") == "tuned":  # the scale evaluate chose, stored in the metrics
-                    q["metrics"] = run_file(p["run"], seed, "metrics.csv")
-            q["outputs"] = {d: run_file(p["run"], seed, f"outputs/{d}.npz") for d in names}
-            q["outputs_dir"] = run_file(p["run"], seed, "outputs")
+                    q["metrics"] = run_file(p["run"], seed, METRICS)
+            q["outputs"] = {d: run_file(p["run"], seed, outputs_file(d)) for d in names}
+            q["outputs_dir"] = run_file(p["run"], seed, OUTPUTS_DIR)
         elif reads == "collapse":
-            q["collapse"] = [run_file(p["run"], s, "collapse.csv") for s in seeds(config, p["run"])]
+            q["collapse"] = [run_file(p["run"], s, TRAIN_OUTPUTS["collapse"]) for s in seeds(config, p["run"])]
         else:
-            q["probes"] = run_file(p["run"], seed, "probes.npz")
+            q["probes"] = run_file(p["run"], seed, TRAIN_OUTPUTS["probes"])
         panels.append(q)
     used = sorted({d for q in panels for d in q.get("outputs", {})})  # sorted: params must not depend on hash order
     return {**spec, "panels": panels, "labels": {d: dataset_label(config, d) for d in used}}
@@ -187,7 +197,7 @@ def figure_files(resolved: dict) -> list[str]:
 def resolve_table(config: dict, spec: dict) -> dict:
     """``spec`` plus the per-seed metrics files of every run it names and display labels."""
     runs = spec_runs(spec)
-    files = {r: [run_file(r, s, "metrics.csv") for s in seeds(config, r)] for r in runs}
+    files = {r: [run_file(r, s, METRICS) for s in seeds(config, r)] for r in runs}
     ood = spec.get("ood", [])
     names = set(ood.values() if isinstance(ood, dict) else ood)
     for r in runs:

@@ -15,7 +15,7 @@ from .collapse import change_by_norm_group  # noqa: E402
 from .evaluate import load_outputs  # noqa: E402
 from .scores import msp, scaled_msp  # noqa: E402
 
-HEAD_COLORS = {"linear": "tab:gray", "l2": "tab:blue"}
+HEAD_COLORS = {"nol2": "tab:gray", "l2": "tab:blue"}
 
 
 def _line_style(i: int, head: str) -> dict:

@@ -1,6 +1,6 @@
 """OoD detection metrics: small pure functions on two score arrays.
 
-Convention (DESIGN.md section 4): every score is "higher = more in-distribution". ``id_scores``
+Convention (docs/architecture.md, section 6): every score is "higher = more in-distribution". ``id_scores``
 are the scores of in-distribution test images, ``ood_scores`` those of an OoD set.
 
 * AUROC: ID is the positive class; ties count one half (the Mann-Whitney statistic), so it

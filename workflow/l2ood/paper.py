@@ -3,13 +3,13 @@
 Long format, one row per printed number (the scheme of ``workflow/resources/README.md``):
 
 * ``table``: table1 .. table8; ``row``: the row label as printed ("ResNet18 (60)", "Min");
-* ``column``: ``<set>/<variant>`` ("svhn/noL2", "cifar100/SM", "accuracy/L2"); Table 1 has no
+* ``column``: ``<set>/<variant>`` ("svhn/nol2", "cifar100/SM", "accuracy/l2"); Table 1 has no
   variants, its keys are "svhn", "cifar100", "accuracy";
 * ``metric``: auroc, fpr95 or accuracy; an "AUROC / FPR95" cell gives two rows;
 * ``printed``: the text as printed ("7.80" keeps its zero), ``value``: that text as a float.
 
 Example: the cell "98.6 / 7.80" of Table 4, row "ResNet50 (100)", under SVHN / L2 is
-``(table4, ResNet50 (100), svhn/L2, auroc, "98.6", 98.6)`` and ``(..., fpr95, "7.80", 7.8)``.
+``(table4, ResNet50 (100), svhn/l2, auroc, "98.6", 98.6)`` and ``(..., fpr95, "7.80", 7.8)``.
 """
 
 import re
@@ -22,10 +22,11 @@ from .tables import markdown_table
 KEYS = ["table", "row", "column", "metric"]
 
 # Header text in the paper -> column key part. A header not listed here is an error, so a new
-# or misspelt header cannot slip through as a silently wrong key.
+# or misspelt header cannot slip through as a silently wrong key. The heads' keys are their code
+# names (l2ood.layout.HEADS), as the tables write them.
 SETS = {"SVHN": "svhn", "CIFAR100": "cifar100", "CIFAR10": "cifar10", "TinyImageNet": "tinyimagenet",
         "Accuracy": "accuracy"}  # fmt: skip
-VARIANTS = {"No L2": "noL2", "NoL2": "noL2", "L2": "L2", "Norm": "norm", "SM": "SM",
+VARIANTS = {"No L2": "nol2", "NoL2": "nol2", "L2": "l2", "Norm": "norm", "SM": "SM",
             "Norm - Feature": "norm_feature", "Norm - Logits": "norm_logits", "MaxLogit": "maxlogit"}  # fmt: skip
 TEXT_COLUMNS = {"Method", "Model", "Network"}  # the row label, and Table 1's network: no numbers
 CAPTION = re.compile(r"^Table (\d+):")
@@ -81,7 +82,7 @@ def _block_before(lines: list[str], caption: int) -> list[list[str]]:
 
 
 def _column_keys(table: str, header: list[str], variants: list[str] | None) -> list[str | None]:
-    """One key per column (None for text columns), e.g. ["svhn/noL2", "svhn/L2", ...]."""
+    """One key per column (None for text columns), e.g. ["svhn/nol2", "svhn/l2", ...]."""
     keys, current = [], ""
     for i, name in enumerate(header):
         current = name or current  # a set name spans the empty header cells after it

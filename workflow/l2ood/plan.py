@@ -3,14 +3,16 @@
     python -m l2ood.plan paper          # (PYTHONPATH=workflow) a table per run and the totals
 
 The per-model speeds below are ESTIMATES for one H100 with the package's fast path (uint8 data
-on the GPU, bf16, channels-last), scaled from the target the training-engine issue sets (a
-60-epoch CIFAR-10 ResNet18 run in about one minute) by each model's relative cost. They are not
+on the GPU, bf16, channels-last), scaled from the training engine's target (a 60-epoch CIFAR-10
+ResNet18 run in about one minute) by each model's relative cost. They are not
 measured: run ``benchmarks/gpu_check.py`` on a GPU and correct them. The cluster profile's
 ``runtime`` request is derived from them with a 3x margin.
 """
 
 import math
 import sys
+
+from .config import run_recipe, run_spec, study_runs
 
 #: estimated GPU seconds per 1,000 training images at 32 x 32 (scales with pixels)
 SECONDS_PER_KIMG = {
@@ -31,7 +33,7 @@ def epoch_seconds(config: dict, run: str) -> float:
     """Estimated GPU seconds for one epoch of ``run``."""
     spec = config["runs"][run]
     ds = config["datasets"][spec["dataset"]]
-    recipe = {**config["recipes"][spec["recipe"]], **spec.get("recipe_overrides", {})}
+    recipe = run_recipe(config, run)
     per_kimg = SECONDS_PER_KIMG.get(spec["model"], 0.05) * (ds["image_size"] / 32) ** 2
     factor = SMALL_BATCH_FACTOR if recipe["batch_size"] < 256 else 1.0
     return TRAIN_IMAGES.get(ds["kind"], 50_000) / 1000 * per_kimg * factor
@@ -39,9 +41,7 @@ def epoch_seconds(config: dict, run: str) -> float:
 
 def run_minutes(config: dict, run: str) -> float:
     """Estimated GPU minutes of one seed of ``run`` (all epochs)."""
-    spec = config["runs"][run]
-    epochs = {**config["recipes"][spec["recipe"]], **spec.get("recipe_overrides", {})}["epochs"]
-    return epochs * epoch_seconds(config, run) / 60
+    return run_recipe(config, run)["epochs"] * epoch_seconds(config, run) / 60
 
 
 def runtime_request(config: dict, run: str) -> int:
@@ -53,11 +53,9 @@ def summary(config: dict, study: str):
     import pandas as pd
 
     rows = []
-    for run in config["studies"][study]["runs"]:
-        spec = config["runs"][run]
-        seeds = spec.get("seeds", 1)
-        rows.append({"run": run, "seeds": seeds,
-                     "epochs": {**config["recipes"][spec["recipe"]], **spec.get("recipe_overrides", {})}["epochs"],
+    for run in study_runs(config, study):
+        seeds = run_spec(config, run)["seeds"]
+        rows.append({"run": run, "seeds": seeds, "epochs": run_recipe(config, run)["epochs"],
                      "gpu_hours": seeds * run_minutes(config, run) / 60})  # fmt: skip
     return pd.DataFrame(rows)
 

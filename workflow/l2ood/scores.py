@@ -1,7 +1,7 @@
 """OoD scores from one forward pass, all "higher = more in-distribution".
 
 Inputs are what inference stores per image: the pre-normalization feature norm ``||z||``, the
-logits the model produced, the classifier's bias and the head ("l2" or "linear").
+logits the model produced, the classifier's bias and the head ("l2" or "nol2").
 """
 
 import numpy as np

@@ -8,17 +8,20 @@
   ``mean``/``std``/``min``/``max``/``n_seeds`` with the run, score and data set behind it;
 * ``markdown`` and ``latex``: the paper's layout, "AUROC / FPR95" in percent.
 
-Column keys: ``<ood>/<variant>`` (``svhn/noL2``, ``cifar100/SM``) or ``accuracy/<variant>``;
-``<ood>`` is the key of the spec's ``ood`` mapping (paper names: svhn, cifar100, ...).
+Column keys: ``<ood>/<variant>`` (``svhn/nol2``, ``cifar100/SM``) or ``accuracy/<variant>``;
+``<ood>`` is the key of the spec's ``ood`` mapping (paper names: svhn, cifar100, ...); the
+variants of Tables 4-8 are the heads' code names (``l2ood.layout.HEADS``: nol2, l2).
 """
 
 from dataclasses import dataclass
 
 import pandas as pd
 
+from .layout import HEADS
 from .scores import LABELS as SCORE_LABELS
 
-PLAIN, L2 = "noL2", "L2"
+#: the heads in the order Tables 4-8 print them: the baseline first
+HEAD_ORDER = ("nol2", "l2")
 
 
 @dataclass
@@ -125,9 +128,10 @@ def _label(spec, dataset):
     return spec.get("labels", {}).get(dataset, dataset)
 
 
-def l2_vs_plain(spec: dict) -> Table:
+def l2_vs_nol2(spec: dict) -> Table:
     """Tables 4-8 (and the demo): per model, each OoD set's "AUROC / FPR95" without (No L2) and
-    with the L2 head, then both ID accuracies; one row per score when ``scores`` lists several."""
+    with the L2 head, then both ID accuracies; one row per score when ``scores`` lists several.
+    Each row names its two runs by head: ``{label, nol2: <run>, l2: <run>}``."""
     cells = Cells(load_metrics(spec["metrics"]))
     scores = spec.get("scores", ["feature_norm"])
     oods = ood_columns(spec)
@@ -137,11 +141,11 @@ def l2_vs_plain(spec: dict) -> Table:
             label = r["label"] if len(scores) == 1 else f"{r['label']} ({SCORE_LABELS.get(score, score)})"
             line = [label]
             for key, ds in oods:
-                line += [cells.pair(label, f"{key}/{v}", r[k], score, ds) for k, v in (("plain", PLAIN), ("l2", L2))]
-            line += [cells.accuracy(label, f"accuracy/{v}", r[k]) for k, v in (("plain", PLAIN), ("l2", L2))]
+                line += [cells.pair(label, f"{key}/{h}", r[h], score, ds) for h in HEAD_ORDER]
+            line += [cells.accuracy(label, f"accuracy/{h}", r[h]) for h in HEAD_ORDER]
             rows.append(line)
     groups = [("Model", 1)] + [(_label(spec, ds), 2) for _, ds in oods] + [("Accuracy", 2)]
-    header = ["Model"] + ["No L2", "L2"] * (len(oods) + 1)
+    header = ["Model"] + [HEADS[h] for h in HEAD_ORDER] * (len(oods) + 1)
     scored = f"; {SCORE_LABELS.get(scores[0], scores[0]).lower()} as the score" if len(scores) == 1 else ""
     return _render(spec, cells, groups, header, rows, f"AUROC / FPR95 (%, ID positive){scored}.")
 
@@ -204,7 +208,7 @@ def table1(spec: dict) -> Table:
 
 
 TABLE_KINDS = {
-    "l2_vs_plain": l2_vs_plain,
+    "l2_vs_nol2": l2_vs_nol2,
     "norm_vs_scaled_softmax": norm_vs_scaled_softmax,
     "seed_range": seed_range,
     "table1": table1,

@@ -2,17 +2,14 @@
 # The logic lives in l2ood.config (unit-tested); these are the Snakemake-facing adapters.
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from l2ood import config as cfglib
-from l2ood import plan
+from l2ood import plan, sources  # neither imports torch: this runs at parse time on every node
+from l2ood.layout import METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
 
 _errors = cfglib.schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
 if _errors:
-    raise WorkflowError(
-        "config does not match workflow/schemas/config.schema.yaml:\n  " + "\n  ".join(_errors)
-    )
-validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
+    raise WorkflowError("config does not match workflow/schemas/config.schema.yaml:\n  " + "\n  ".join(_errors))
 try:
     cfglib.check(config)
 except cfglib.ConfigError as err:
@@ -29,9 +26,6 @@ wildcard_constraints:
     figure=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
-RUN_DIR = cfglib.RUN_DIR
-
-
 def prepared(dataset, split):
     return f"resources/prepared/{dataset}/{split}.npz"
 
@@ -43,9 +37,10 @@ def dataset_spec(name):
 
 
 def run_spec(name):
+    """The run with its defaults (l2ood.config.RUN_DEFAULTS)."""
     if name not in config["runs"]:
         raise WorkflowError(f"unknown run {name!r}; define it under 'runs:' in config.yaml")
-    return config["runs"][name]
+    return cfglib.run_spec(config, name)
 
 
 def study_spec(name):
@@ -60,9 +55,7 @@ def study_spec(name):
 def prepare_inputs(wildcards):
     spec = dataset_spec(wildcards.dataset)
     kind = spec["kind"]
-    if kind in cfglib.RAW_KINDS:
-        from l2ood import sources  # no torch at import: this runs at parse time on every node
-
+    if kind in sources.RAW_KINDS:
         return sources.raw_files(kind, config["download"]["root"])
     if kind == "gaussian":
         return [prepared(spec["like"], "test")] if "like" in spec else []
@@ -89,7 +82,7 @@ def train_params(wildcards):
 
 
 def train_gpus(wildcards):
-    return run_spec(wildcards.run).get("gpus", 1)
+    return run_spec(wildcards.run)["gpus"]
 
 
 def train_runtime(wildcards):
@@ -105,13 +98,13 @@ def infer_datasets(wildcards):
 
 def infer_inputs(wildcards):
     return {
-        "model": f"{RUN_DIR}/model.pt",
+        "model": f"{RUN_DIR}/{TRAIN_OUTPUTS['model']}",
         "images": [prepared(d, "test") for d in infer_datasets(wildcards)],
     }
 
 
 def evaluate_inputs(wildcards):
-    return {"outputs": f"{RUN_DIR}/outputs"}
+    return {"outputs": f"{RUN_DIR}/{OUTPUTS_DIR}"}
 
 
 def evaluate_params(wildcards):
@@ -131,19 +124,18 @@ def evaluate_params(wildcards):
 
 
 def run_seed_files(runs, name):
-    return [cfglib.run_file(r, s, name) for r in runs for s in cfglib.seeds(config, r)]
+    return [run_file(r, s, name) for r in runs for s in cfglib.seeds(config, r)]
 
 
 def study_metrics_inputs(wildcards):
-    return run_seed_files(study_spec(wildcards.study)["runs"], "metrics.csv")
+    study_spec(wildcards.study)  # a clear error for an unknown study
+    return run_seed_files(cfglib.study_runs(config, wildcards.study), METRICS)
 
 
 def table_spec(wildcards):
     tables = study_spec(wildcards.study).get("tables", {})
     if wildcards.table not in tables:
-        raise WorkflowError(
-            f"study {wildcards.study!r} has no table {wildcards.table!r}; it has {sorted(tables)}"
-        )
+        raise WorkflowError(f"study {wildcards.study!r} has no table {wildcards.table!r}; it has {sorted(tables)}")
     return cfglib.resolve_table(config, tables[wildcards.table])
 
 
@@ -154,9 +146,7 @@ def table_inputs(wildcards):
 def figure_spec(wildcards):
     figures = study_spec(wildcards.study).get("figures", {})
     if wildcards.figure not in figures:
-        raise WorkflowError(
-            f"study {wildcards.study!r} has no figure {wildcards.figure!r}; it has {sorted(figures)}"
-        )
+        raise WorkflowError(f"study {wildcards.study!r} has no figure {wildcards.figure!r}; it has {sorted(figures)}")
     return cfglib.resolve_figure(config, figures[wildcards.figure])
 
 

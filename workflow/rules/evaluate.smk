@@ -6,7 +6,7 @@ rule evaluate:
     input:
         unpack(evaluate_inputs),
     output:
-        f"{RUN_DIR}/metrics.csv",
+        f"{RUN_DIR}/{METRICS}",
     log:
         "logs/evaluate/{run}/seed{seed}.log",
     conda:

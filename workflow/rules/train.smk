@@ -1,4 +1,5 @@
-# train: prepared training split -> model, history and probes of one run and seed.
+# train: prepared training split -> the files of l2ood.layout.TRAIN_OUTPUTS (model, history,
+# collapse measures, probes, the resolved config) of one run and seed.
 # infer: model + the run's test sets -> outputs/{dataset}.npz, per image feature norm and logits.
 # One job per run and seed (not per data set): the model loads once, and a cluster queues
 # 210 GPU jobs for the paper instead of about 1,000.
@@ -8,11 +9,7 @@ rule train:
     input:
         train_input,
     output:
-        model=f"{RUN_DIR}/model.pt",
-        history=f"{RUN_DIR}/history.csv",
-        collapse=f"{RUN_DIR}/collapse.csv",
-        probes=f"{RUN_DIR}/probes.npz",
-        config=f"{RUN_DIR}/config.yaml",
+        **{role: f"{RUN_DIR}/{name}" for role, name in TRAIN_OUTPUTS.items()},
     log:
         "logs/train/{run}/seed{seed}.log",
     benchmark:
@@ -33,7 +30,7 @@ rule infer:
     input:
         unpack(infer_inputs),
     output:
-        directory(f"{RUN_DIR}/outputs"),
+        directory(f"{RUN_DIR}/{OUTPUTS_DIR}"),
     log:
         "logs/infer/{run}/seed{seed}.log",
     conda:

@@ -2,11 +2,11 @@
 
 from _common import setup
 
-log = setup(snakemake)  # noqa: F821
+log = setup(snakemake)
 
 from l2ood.sources import download  # noqa: E402
 
-kind = snakemake.params.kind  # noqa: F821
+kind = snakemake.params.kind
 # download.existing is read from the config here, not passed as params:, so editing it reruns nothing
-settings = snakemake.config["download"]  # noqa: F821
+settings = snakemake.config["download"]
 download(kind, settings["root"], existing=settings.get("existing", {}).get(kind), md5=settings.get("md5"))

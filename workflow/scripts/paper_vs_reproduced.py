@@ -3,13 +3,13 @@ from pathlib import Path
 import pandas as pd
 from _common import setup
 
-log = setup(snakemake)  # noqa: F821
+log = setup(snakemake)
 
 from l2ood.paper import compare, compare_markdown, load_paper_numbers  # noqa: E402
 
-frames = [pd.read_csv(p).assign(table=Path(p).stem) for p in snakemake.input.tables]  # noqa: F821
+frames = [pd.read_csv(p).assign(table=Path(p).stem) for p in snakemake.input.tables]
 reproduced = pd.concat(frames, ignore_index=True)[["table", "row", "column", "metric", "value"]]
-df = compare(load_paper_numbers(snakemake.input.numbers), reproduced)  # noqa: F821
-df.to_csv(snakemake.output.csv, index=False)  # noqa: F821
-Path(snakemake.output.md).write_text(compare_markdown(df))  # noqa: F821
+df = compare(load_paper_numbers(snakemake.input.numbers), reproduced)
+df.to_csv(snakemake.output.csv, index=False)
+Path(snakemake.output.md).write_text(compare_markdown(df))
 log.info("%d paper numbers, %d reproduced", len(df), df["reproduced"].notna().sum())

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-HEADS = ("l2", "linear")
+HEADS = ("l2", "nol2")
 
 #: eps of the paper's Eq. 6, z / max(||z||, eps); the value F.normalize uses by default.
 L2_EPS = 1e-12
@@ -28,7 +28,7 @@ class Classifier(nn.Module):
 
     head="l2": the linear layer sees z / max(||z||_2, eps) (paper Eq. 6, Algorithm 1 with the
     per-image norm: ``z.norm(dim=1)``, not one norm for the whole batch).
-    head="linear": the linear layer sees z itself (the "NoL2" baseline).
+    head="nol2": the linear layer sees z itself (the No L2 baseline).
     """
 
     def __init__(self, encoder: nn.Module, feature_dim: int, num_classes: int, head: str = "l2"):
