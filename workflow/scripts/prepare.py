@@ -11,6 +11,5 @@ prepare(
     snakemake.wildcards.split,  # noqa: F821
     snakemake.output[0],  # noqa: F821
     inputs=list(snakemake.input),  # noqa: F821
-    raw_root=snakemake.params.raw_root,  # noqa: F821
     md5=snakemake.params.md5,  # noqa: F821
 )
