@@ -14,7 +14,7 @@ This module only declares; the work is done by
   ``l2ood.data.prepare_raw``  the three together (``rules/prepare.smk``).
 
 It is imported by Snakemake at parse time on every cluster node (``raw_files`` names the download
-rules' outputs): the standard library and numpy only, never torch.
+rules' outputs): the standard library only, never torch.
 """
 
 from pathlib import Path
@@ -72,6 +72,9 @@ FILES = {
 
 # Resolution of the prepared images unless asked otherwise (GTSRB's vary: they are resized to 32).
 NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "svhn": 32, "gtsrb": 32, "tinyimagenet": 64}
+
+
+# What can be wrong with a raw file: declared here, beside the files, as download, readers and splits raise them.
 
 
 class DownloadError(RuntimeError):

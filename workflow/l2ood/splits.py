@@ -21,7 +21,7 @@ CHUNK = 1024  # images per write: 12 MB at 64x64, so peak memory does not grow w
 def check_split(images: np.ndarray, labels: np.ndarray | None = None, where: str = "") -> None:
     """Raise ``ValueError`` unless ``images`` is uint8 N x H x W x 3 and ``labels`` (if given) has shape (N,).
 
-    ``where`` (a path) starts the message. Labels are not checked for their dtype: they are stored as int64.
+    ``where`` (a path) starts the message. The labels' dtype is not checked: save_split and load_split cast to int64.
     """
     prefix = f"{where}: " if where else ""
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
