@@ -1,4 +1,5 @@
-"""l2ood.sources: fake datasets in the real on-disk layouts, through the real check and prepare code.
+"""The downloaded datasets (l2ood.sources, download, readers, images, data.prepare_raw): fake datasets in
+the real on-disk layouts, through the real check and prepare code.
 
 Only the published MD5s are patched (to the fakes' own); everything else is the code a real run
 uses. Values are checked against the arrays the fakes were made from and, independently,
@@ -19,10 +20,10 @@ import numpy as np
 import pytest
 
 from fakes import raw_datasets as fakes
-from l2ood import sources
+from l2ood import data, readers, sources, splits
 from l2ood.data import load_split
-
-KINDS = sources.RAW_KINDS
+from l2ood.download import download, md5sum
+from l2ood.sources import RAW_KINDS, ChecksumError, CorruptFileError, DownloadError
 
 
 def make_raw(kind, folder, monkeypatch, **kw):
@@ -31,6 +32,11 @@ def make_raw(kind, folder, monkeypatch, **kw):
     for name, md5 in md5s.items():
         monkeypatch.setitem(sources.FILES[kind], name, (sources.FILES[kind][name][0], md5))
     return expected
+
+
+def prepare_raw(kind, root, split, out, **kw):
+    """``data.prepare_raw`` given the files the prepare rule declares for ``kind`` under ``root``."""
+    data.prepare_raw(kind, sources.raw_files(kind, root), split, out, **kw)
 
 
 def files_in(folder):
@@ -75,7 +81,7 @@ def test_raw_files_are_the_published_names():
         "r/gtsrb/GTSRB_Final_Test_Images.zip",
         "r/gtsrb/GTSRB_Final_Test_GT.zip",
     ]
-    assert set(sources.FILES) == set(KINDS)
+    assert set(sources.FILES) == set(RAW_KINDS) == set(fakes.MAKERS)  # each kind declared and faked
     with pytest.raises(ValueError, match="unknown raw dataset kind 'mnist'"):
         sources.raw_files("mnist", "r")
 
@@ -83,13 +89,13 @@ def test_raw_files_are_the_published_names():
 # --- prepare, by value ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RAW_KINDS)
 def test_prepare_by_value(kind, tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "CHUNK", 4)  # several chunks and a partial last one
+    monkeypatch.setattr(splits, "CHUNK", 4)  # several chunks and a partial last one
     expected = make_raw(kind, tmp_path / kind, monkeypatch)
     for split in ("train", "test"):
         out = tmp_path / "prepared" / kind / f"{split}.npz"
-        sources.prepare_raw(kind, tmp_path, split, out)
+        prepare_raw(kind, tmp_path, split, out)
         images, labels = load_split(out)
         want_images, want_labels = expected[split]
         size = 64 if kind == "tinyimagenet" else 32
@@ -116,7 +122,7 @@ def test_palette_image_becomes_rgb():
     palette_image.putpixel((1, 0), 1)
     buf = io.BytesIO()
     palette_image.save(buf, format="PNG")
-    rgb = sources._decode(buf.getvalue(), "palette.png")
+    rgb = readers._decode(buf.getvalue(), "palette.png")
     assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
     assert rgb[0, 1].tolist() == [200, 100, 50] and rgb[1, 2].tolist() == [10, 20, 30]
 
@@ -135,7 +141,7 @@ def test_same_as_torchvisions_readers(tmp_path, monkeypatch):
     for kind in ("cifar10", "cifar100", "svhn", "gtsrb"):
         make_raw(kind, tmp_path / kind, monkeypatch, **({"classes": (0, 1, 2, 3)} if kind == "gtsrb" else {}))
         for split in ("train", "test"):
-            sources.prepare_raw(kind, tmp_path, split, tmp_path / "prepared" / kind / f"{split}.npz")
+            prepare_raw(kind, tmp_path, split, tmp_path / "prepared" / kind / f"{split}.npz")
     for kind, cls in (("cifar10", tvd.CIFAR10), ("cifar100", tvd.CIFAR100)):
         unpack(tmp_path / kind / cls.filename, tv)
         md5 = {p.name: fakes.md5(p) for p in (tv / cls.base_folder).iterdir()}
@@ -164,7 +170,7 @@ def test_same_as_torchvisions_readers(tmp_path, monkeypatch):
         images, labels = load_split(tmp_path / "prepared" / "gtsrb" / f"{split}.npz")
         np.testing.assert_array_equal(labels, [target for _, target in ref._samples])
         np.testing.assert_array_equal(
-            images, np.stack([sources._resize_one(np.asarray(ref[i][0]), 32) for i in range(len(ref))])
+            images, np.stack([splits._resize_one(np.asarray(ref[i][0]), 32) for i in range(len(ref))])
         )
 
 
@@ -172,7 +178,7 @@ def test_tinyimagenet_labels_are_imagefolders(tmp_path, monkeypatch):
     from torchvision.datasets import ImageFolder
 
     make_raw("tinyimagenet", tmp_path / "tinyimagenet", monkeypatch)
-    sources.prepare_raw("tinyimagenet", tmp_path, "train", tmp_path / "train.npz")
+    prepare_raw("tinyimagenet", tmp_path, "train", tmp_path / "train.npz")
     unpack(tmp_path / "tinyimagenet" / "tiny-imagenet-200.zip", tmp_path / "unpacked")
     ref = ImageFolder(tmp_path / "unpacked" / "tiny-imagenet-200" / "train")
     _, labels = load_split(tmp_path / "train.npz")
@@ -188,7 +194,7 @@ def test_resize_images_is_antialiased_bilinear():
     rng = np.random.default_rng(0)
     for shape, size in (((3, 64, 64, 3), 32), ((2, 32, 32, 3), 64), ((2, 50, 41, 3), 32)):
         images = rng.integers(0, 256, shape, dtype=np.uint8)
-        out = sources.resize_images(images, size)
+        out = splits.resize_images(images, size)
         assert out.dtype == np.uint8 and out.shape == (shape[0], size, size, 3)
         x = torch.from_numpy(images).permute(0, 3, 1, 2).double()
         ref = torch.nn.functional.interpolate(
@@ -197,27 +203,27 @@ def test_resize_images_is_antialiased_bilinear():
         ref = ref.round().clamp(0, 255).permute(0, 2, 3, 1).numpy()
         assert np.abs(out - ref).max() <= 1  # PIL's 8-bit fixed point vs torch in float64
     flat = np.full((1, 40, 30, 3), 77, dtype=np.uint8)
-    assert (sources.resize_images(flat, 32) == 77).all()
+    assert (splits.resize_images(flat, 32) == 77).all()
     same = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(sources.resize_images(same, 32), same)
+    np.testing.assert_array_equal(splits.resize_images(same, 32), same)
     with pytest.raises(ValueError, match="uint8 N x H x W x 3"):
-        sources.resize_images(np.zeros((2, 8, 8), np.uint8), 4)
+        splits.resize_images(np.zeros((2, 8, 8), np.uint8), 4)
 
 
 def test_prepare_at_another_resolution(tmp_path, monkeypatch):
     make_raw("svhn", tmp_path / "svhn", monkeypatch)
-    sources.prepare_raw("svhn", tmp_path, "test", tmp_path / "r32.npz")
-    sources.prepare_raw("svhn", tmp_path, "test", tmp_path / "r64.npz", size=64)
+    prepare_raw("svhn", tmp_path, "test", tmp_path / "r32.npz")
+    prepare_raw("svhn", tmp_path, "test", tmp_path / "r64.npz", size=64)
     images32, labels32 = load_split(tmp_path / "r32.npz")
     images64, labels64 = load_split(tmp_path / "r64.npz")
-    np.testing.assert_array_equal(images64, sources.resize_images(images32, 64))
+    np.testing.assert_array_equal(images64, splits.resize_images(images32, 64))
     np.testing.assert_array_equal(labels64, labels32)
 
 
 def test_rebuild_is_byte_identical(tmp_path, monkeypatch):
     make_raw("gtsrb", tmp_path / "gtsrb", monkeypatch)
     for name in ("a.npz", "b.npz"):
-        sources.prepare_raw("gtsrb", tmp_path, "test", tmp_path / name)
+        prepare_raw("gtsrb", tmp_path, "test", tmp_path / name)
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
 
 
@@ -248,17 +254,19 @@ def test_download_over_http_checks_and_renames(tmp_path, monkeypatch, http_folde
     for name, md5 in md5s.items():
         monkeypatch.setitem(sources.FILES["svhn"], name, (f"{base}/{name}", md5))
     root = tmp_path / "datasets"
-    sources.download("svhn", root)
-    assert files_in(root / "svhn") == ["test_32x32.mat", "train_32x32.mat"]  # no .part left
+    download("svhn", root)
+    assert files_in(root / "svhn") == ["test_32x32.mat", "train_32x32.mat"]  # no temporary file left
     assert (root / "svhn" / "test_32x32.mat").read_bytes() == (served / "test_32x32.mat").read_bytes()
-    sources.download("svhn", root)  # in place and checked: nothing fetched again
+    download("svhn", root)  # in place and checked: nothing fetched again
     # the server now has a different (e.g. truncated) file: named, with the expected MD5; nothing kept
     (root / "svhn" / "test_32x32.mat").unlink()
     (served / "test_32x32.mat").write_bytes(b"truncated")
     with pytest.raises(
-        sources.ChecksumError, match=rf"test_32x32.mat.part: MD5 is \w+, expected {md5s['test_32x32.mat']}"
+        ChecksumError,
+        match=rf"\.test_32x32\.mat\.\d+\.tmp: MD5 is \w+, expected {md5s['test_32x32.mat']} "
+        r"\(the published checksum of test_32x32\.mat\)",
     ):
-        sources.download("svhn", root)
+        download("svhn", root)
     assert files_in(root / "svhn") == ["train_32x32.mat"]
 
 
@@ -266,8 +274,8 @@ def test_no_network_names_dataset_url_and_manual_place(tmp_path, monkeypatch):
     url = "http://127.0.0.1:9/cifar-10-python.tar.gz"  # port 9: nothing listens, like a node without internet
     monkeypatch.setitem(sources.FILES["cifar10"], "cifar-10-python.tar.gz", (url, "0" * 32))
     root = tmp_path / "datasets"
-    with pytest.raises(sources.DownloadError) as err:
-        sources.download("cifar10", root)
+    with pytest.raises(DownloadError) as err:
+        download("cifar10", root)
     message = str(err.value)
     assert "could not download dataset 'cifar10'" in message and url in message
     assert f"{url}  ->  {root / 'manual' / 'cifar-10-python.tar.gz'}" in message
@@ -281,9 +289,9 @@ def test_existing_copy_and_manual_download_are_linked(tmp_path, monkeypatch):
     make_raw("gtsrb", shared / "gtsrb", monkeypatch)
     root = tmp_path / "datasets"
     make_raw("tinyimagenet", root / "manual", monkeypatch)  # downloaded by hand
-    sources.download("cifar10", root, existing=shared)
-    sources.download("gtsrb", root, existing=shared)
-    sources.download("tinyimagenet", root)
+    download("cifar10", root, existing=shared)
+    download("gtsrb", root, existing=shared)
+    download("tinyimagenet", root)
     for kind, folder in (("cifar10", shared), ("gtsrb", shared / "gtsrb"), ("tinyimagenet", root / "manual")):
         for path in map(Path, sources.raw_files(kind, root)):
             assert path.is_symlink() and path.resolve() == (folder / path.name).resolve()
@@ -292,10 +300,49 @@ def test_existing_copy_and_manual_download_are_linked(tmp_path, monkeypatch):
     (shared / "cifar-10-python.tar.gz").write_bytes(b"not the archive")
     expected = sources.FILES["cifar10"]["cifar-10-python.tar.gz"][1]
     with pytest.raises(
-        sources.ChecksumError, match=rf"{shared / 'cifar-10-python.tar.gz'}: MD5 is \w+, expected {expected}"
+        ChecksumError, match=rf"{shared / 'cifar-10-python.tar.gz'}: MD5 is \w+, expected {expected}"
     ):
-        sources.download("cifar10", root2, existing=shared)
+        download("cifar10", root2, existing=shared)
     assert files_in(root2 / "cifar10") == []
+
+
+# --- what prepare is given -----------------------------------------------------------------
+
+
+def test_prepare_reads_the_declared_paths_not_a_root(tmp_path, monkeypatch):
+    """The raw files are wherever the rule's inputs say, here a folder no ``{root}/{kind}`` would name."""
+    folder = tmp_path / "somewhere"
+    expected = make_raw("svhn", folder, monkeypatch)
+    data.prepare_raw("svhn", [folder / "train_32x32.mat", folder / "test_32x32.mat"], "test", tmp_path / "a.npz")
+    got_images, got_labels = load_split(tmp_path / "a.npz")
+    np.testing.assert_array_equal(got_images, expected["test"][0])
+    np.testing.assert_array_equal(got_labels, expected["test"][1])
+    data.prepare_raw("svhn", [str(folder / "test_32x32.mat")], "test", tmp_path / "b.npz")  # the split's file is enough
+    assert (tmp_path / "b.npz").read_bytes() == (tmp_path / "a.npz").read_bytes()
+    with pytest.raises(
+        ValueError, match=r"svhn/train is read from train_32x32.mat; train_32x32.mat is not among the inputs given"
+    ):
+        data.prepare_raw("svhn", [folder / "test_32x32.mat"], "train", tmp_path / "c.npz")
+    assert not (tmp_path / "c.npz").exists()
+
+
+def test_the_image_contract_is_checked_on_save_and_load(tmp_path):
+    good = np.zeros((3, 4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"images must be uint8 N x H x W x 3, got float64 \(3, 4, 4, 3\)"):
+        data.save_split(tmp_path / "x.npz", good.astype(float), np.zeros(3))
+    with pytest.raises(ValueError, match=r"labels must have shape \(3,\), got \(2,\)"):
+        data.save_split(tmp_path / "x.npz", good, np.zeros(2))
+    assert files_in(tmp_path) == []
+    np.savez(tmp_path / "short.npz", images=good, labels=np.zeros(2, np.int64))  # written by something else
+    with pytest.raises(ValueError, match=r"short.npz: labels must have shape \(3,\), got \(2,\)"):
+        load_split(tmp_path / "short.npz")
+    np.savez(tmp_path / "gray.npz", images=good[..., 0], labels=np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match=r"gray.npz: images must be uint8 N x H x W x 3, got uint8 \(3, 4, 4\)"):
+        load_split(tmp_path / "gray.npz")
+    data.save_split(tmp_path / "ok.npz", good + 7, [0, 1, 2])
+    got_images, got_labels = load_split(tmp_path / "ok.npz")
+    np.testing.assert_array_equal(got_images, good + 7)
+    assert got_labels.dtype == np.int64 and got_labels.tolist() == [0, 1, 2]
 
 
 # --- bad input at prepare -------------------------------------------------------------------
@@ -303,18 +350,18 @@ def test_existing_copy_and_manual_download_are_linked(tmp_path, monkeypatch):
 
 def test_missing_raw_file_says_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"cifar-10-python.tar.gz is missing: run the download step"):
-        sources.prepare_raw("cifar10", tmp_path, "test", tmp_path / "out.npz")
+        prepare_raw("cifar10", tmp_path, "test", tmp_path / "out.npz")
 
 
 def test_checksum_mismatch_names_file_and_expected_md5(tmp_path, monkeypatch):
     make_raw("svhn", tmp_path / "svhn", monkeypatch)
     path = tmp_path / "svhn" / "test_32x32.mat"
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
-    path.write_bytes(bytes(data))
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
     expected = sources.FILES["svhn"]["test_32x32.mat"][1]
-    with pytest.raises(sources.ChecksumError, match=rf"{path}: MD5 is \w+, expected {expected}"):
-        sources.prepare_raw("svhn", tmp_path, "test", tmp_path / "out" / "test.npz")
+    with pytest.raises(ChecksumError, match=rf"{path}: MD5 is \w+, expected {expected}"):
+        prepare_raw("svhn", tmp_path, "test", tmp_path / "out" / "test.npz")
     assert not (tmp_path / "out").exists() or files_in(tmp_path / "out") == []
 
 
@@ -332,10 +379,10 @@ def test_truncated_file_is_detected_and_leaves_nothing(kind, name, split, tmp_pa
     make_raw(kind, tmp_path / kind, monkeypatch)
     path = tmp_path / kind / name
     path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
-    monkeypatch.setitem(sources.FILES[kind], name, (sources.FILES[kind][name][0], sources.md5sum(path)))
+    monkeypatch.setitem(sources.FILES[kind], name, (sources.FILES[kind][name][0], md5sum(path)))
     out = tmp_path / "prepared" / f"{split}.npz"
-    with pytest.raises(sources.CorruptFileError, match=rf"{path}: cannot read .*truncated or corrupt"):
-        sources.prepare_raw(kind, tmp_path, split, out)
+    with pytest.raises(CorruptFileError, match=rf"{path}: cannot read .*truncated or corrupt"):
+        prepare_raw(kind, tmp_path, split, out)
     assert not out.parent.exists() or files_in(out.parent) == []  # no output, no temporary file
 
 
@@ -348,24 +395,24 @@ def test_truncated_pickle_inside_a_good_archive(tmp_path, monkeypatch):
         members={"cifar-10-batches-py/test_batch": good[: len(good) // 2]},
     )
     with pytest.raises(
-        sources.CorruptFileError, match=r"cannot read member cifar-10-batches-py/test_batch .*truncated"
+        CorruptFileError, match=r"cannot read member cifar-10-batches-py/test_batch .*truncated"
     ):
-        sources.prepare_raw("cifar10", tmp_path, "test", tmp_path / "test.npz")
+        prepare_raw("cifar10", tmp_path, "test", tmp_path / "test.npz")
     assert not (tmp_path / "test.npz").exists()
 
 
 def test_stream_writer_leaves_nothing_on_failure(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "CHUNK", 2)
+    monkeypatch.setattr(splits, "CHUNK", 2)
     image = np.zeros((8, 8, 3), np.uint8)
 
     def failing():
         yield from [(image, 0)] * 5  # two full chunks written to disk, then the reader fails
-        raise sources.CorruptFileError("reader failed")
+        raise CorruptFileError("reader failed")
 
     for samples, n, message in (
         ([(image, 0)] * 3, 4, "read 3 images, expected 4"),
         (failing(), 9, "reader failed"),
     ):
-        with pytest.raises(sources.CorruptFileError, match=message):
-            sources.write_split_stream(tmp_path / "out" / "x.npz", n, 8, samples)
+        with pytest.raises(CorruptFileError, match=message):
+            splits.write_split_stream(tmp_path / "out" / "x.npz", n, 8, samples)
         assert files_in(tmp_path / "out") == []

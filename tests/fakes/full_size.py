@@ -6,14 +6,15 @@
 
 ``make`` writes CIFAR-10 (50,000 + 10,000 random images) or TinyImageNet (200 classes x 500
 train images, 10,000 val images, 64 x 64 JPEGs) in the real layout under ``DIR/{kind}/``;
-``prepare`` patches the published MD5s to the fake's and runs ``l2ood.sources.prepare_raw``.
+``prepare`` runs ``l2ood.data.prepare_raw`` with the fake's MD5s in place of the published ones.
 """
 
 import sys
 from pathlib import Path
 
 from fakes import raw_datasets as fakes
-from l2ood import sources
+from l2ood import data, sources
+from l2ood.download import md5sum
 
 SIZES = {
     "cifar10": dict(per_batch=10_000, n_test=10_000),
@@ -25,10 +26,7 @@ if __name__ == "__main__":
     if command == "make":
         fakes.make(kind, Path(root) / kind, **SIZES[kind])
     else:
-        for name in sources.FILES[kind]:
-            sources.FILES[kind][name] = (
-                sources.FILES[kind][name][0],
-                sources.md5sum(Path(root) / kind / name),
-            )
+        paths = sources.raw_files(kind, root)
+        md5 = {Path(p).name: md5sum(p) for p in paths}  # the fake's, in place of the published ones
         split, out = sys.argv[4:6]
-        sources.prepare_raw(kind, root, split, out)
+        data.prepare_raw(kind, paths, split, out, md5=md5)

@@ -1,37 +1,35 @@
 """Prepared data: the uint8 arrays every training and inference step reads.
 
-Contract: ``resources/prepared/{dataset}/{split}.npz`` holds ``images`` (uint8, N x H x W x 3)
-and ``labels`` (int64, N). Written atomically (temporary file, then rename) so a failed step
-never leaves a file that looks complete.
+Contract (``l2ood.splits.check_split``): ``resources/prepared/{dataset}/{split}.npz`` holds
+``images`` (uint8, N x H x W x 3) and ``labels`` (int64, N). Written atomically (temporary file,
+then rename: ``l2ood.fileio.atomic_path``) so a failed step never leaves a file that looks complete.
 
-This module prepares the demo's dataset (scikit-learn's digits) and the paper's two synthetic
-OoD sets (Gaussian noise, pixel-scrambled images); the downloaded datasets are read by
-``l2ood.sources``.
+This module prepares every data set kind of the config: the demo's (scikit-learn's digits), the
+paper's two synthetic OoD sets (Gaussian noise, pixel-scrambled images), resized copies, and the
+downloaded datasets (``prepare_raw``, from the files ``l2ood.sources`` declares).
 """
 
-import os
+import logging
 from pathlib import Path
 
 import numpy as np
+
+from . import readers, sources
+from .download import check_md5
+from .fileio import atomic_path
+from .splits import check_split, resize_images, write_split_stream
+
+log = logging.getLogger(__name__)
 
 
 def save_split(path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write ``images``/``labels`` to ``path`` (.npz) atomically, after checking the contract."""
     images, labels = np.asarray(images), np.asarray(labels)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}")
-    if labels.shape != (len(images),):
-        raise ValueError(f"labels must have shape ({len(images)},), got {labels.shape}")
+    check_split(images, labels)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: its 0600 hides files on shared disks
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=labels.astype(np.int64))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=images, labels=labels.astype(np.int64))
 
 
 def load_split(path) -> tuple[np.ndarray, np.ndarray]:
@@ -41,8 +39,7 @@ def load_split(path) -> tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(f"prepared split {path} does not exist; build it with `snakemake {path}`")
     with np.load(path) as z:
         images, labels = z["images"], z["labels"]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{path}: images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}")
+    check_split(images, labels, where=str(path))
     return images, labels.astype(np.int64)
 
 
@@ -97,18 +94,51 @@ def scramble_pixels(images: np.ndarray, seed: int) -> np.ndarray:
     return np.take_along_axis(flat, perm[..., None], axis=1).reshape(n, h, w, c)
 
 
+# --- the downloaded datasets ----------------------------------------------------------------
+
+
+def prepare_raw(kind: str, paths, split: str, out_path, size: int | None = None, md5: dict | None = None) -> None:
+    """Read ``split`` ("train" or "test") of ``kind`` from its raw files into ``out_path`` (.npz).
+
+    ``paths``: the raw files the prepare rule declared as its inputs (``l2ood.sources.raw_files``);
+    the split's own files (``sources.split_files``) are picked out of them by name. Checks each
+    of those files' MD5 first (``md5``: config ``download.md5``'s overrides), then streams:
+    images (uint8 N x size x size x 3, RGB) and labels (int64). ``size`` defaults to the native
+    resolution (GTSRB: 32, its images vary); other sizes are made with ``resize_images``' method.
+    TinyImageNet's "test" is its labelled val set.
+    """
+    given = {Path(p).name: Path(p) for p in paths}
+    needed = sources.split_files(kind, split)
+    absent = [name for name in needed if name not in given]
+    if absent:
+        raise ValueError(
+            f"{kind}/{split} is read from {', '.join(needed)}; {', '.join(absent)} is not among the inputs given "
+            f"({', '.join(map(str, paths)) or 'none'}): pass the files l2ood.sources.raw_files({kind!r}, root) names"
+        )
+    published = sources.files(kind, md5)
+    for name in needed:
+        path = given[name]
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run the download step (`snakemake {path}`) first")
+        check_md5(path, published[name][1])
+    n, samples = readers.read(kind, split, {name: given[name] for name in needed})
+    size = size or sources.NATIVE_SIZE[kind]
+    write_split_stream(out_path, n, size, samples)
+    log.info("%s/%s: %d images at %dx%d -> %s", kind, split, n, size, size, out_path)
+
+
 # --- one entry point for the prepare rule ----------------------------------------------------
 
 GENERATED_KINDS = ("digits", "gaussian", "scrambled", "resize")
 
 
-def prepare(spec: dict, split: str, out, inputs=(), raw_root: str = "resources/datasets", md5=None) -> None:
+def prepare(spec: dict, split: str, out, inputs=(), md5=None) -> None:
     """Build ``out`` (one prepared split) from a data set ``spec`` of the config.
 
-    ``inputs``: the prepared split(s) a derived set reads (``like``/``of``), or the raw files;
-    ``md5``: checksum overrides of the raw files (config ``download.md5``).
-    Synthetic OoD sets (gaussian, scrambled) have only a ``test`` split; their labels are -1
-    (gaussian) or the source images' labels (scrambled).
+    ``inputs``: the rule's declared inputs: the prepared split(s) a derived set reads
+    (``like``/``of``), or the raw files; ``md5``: checksum overrides of the raw files (config
+    ``download.md5``). Synthetic OoD sets (gaussian, scrambled) have only a ``test`` split; their
+    labels are -1 (gaussian) or the source images' labels (scrambled).
     """
     kind = spec["kind"]
     if kind == "digits":
@@ -127,11 +157,7 @@ def prepare(spec: dict, split: str, out, inputs=(), raw_root: str = "resources/d
         else:
             save_split(out, scramble_pixels(ref_images, spec.get("seed", 0)), ref_labels)
     elif kind == "resize":
-        from .sources import resize_images
-
         images, labels = load_split(inputs[0])
         save_split(out, resize_images(images, spec["image_size"]), labels)
     else:
-        from .sources import prepare_raw
-
-        prepare_raw(kind, raw_root, split, out, size=spec["image_size"], md5=md5)
+        prepare_raw(kind, inputs, split, out, size=spec["image_size"], md5=md5)

@@ -11,6 +11,5 @@ prepare(
     snakemake.wildcards.split,
     snakemake.output[0],
     inputs=list(snakemake.input),
-    raw_root=snakemake.params.raw_root,
     md5=snakemake.params.md5,
 )

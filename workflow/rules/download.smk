@@ -2,7 +2,7 @@
 # runs where the workflow starts (compute nodes of a cluster often have no internet). Outputs are
 # the published archives under {download.root}/{kind}/, each checked against its published MD5;
 # a copy under download.existing or {download.root}/manual/ is checked and linked instead of
-# fetched (l2ood.sources.download). The prepare rule (data.smk) reads them straight from there.
+# fetched (l2ood.download). The prepare rule (prepare.smk) reads them straight from there.
 
 from l2ood import sources  # standard library + numpy only: safe at parse time on every node
 

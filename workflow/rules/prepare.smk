@@ -12,7 +12,6 @@ rule prepare:
         "../../envs/l2ood.yaml"
     params:
         spec=prepare_params,
-        raw_root=config["download"]["root"],
         md5=config["download"]["md5"],
     script:
         "../scripts/prepare.py"
