@@ -1,0 +1,28 @@
+"""Where each file of a run lives and what the heads are called: the names rules, scripts and library share."""
+
+RUN_DIR = "results/runs/{run}/seed{seed}"
+
+#: the training job's declared outputs, by role (rules/train.smk declares them from this mapping)
+TRAIN_OUTPUTS = {
+    "model": "model.pt",
+    "history": "history.csv",
+    "collapse": "collapse.csv",
+    "probes": "probes.npz",
+    "config": "config.yaml",
+}
+CHECKPOINT = "checkpoint.pt"  # not declared: Snakemake deletes a failed job's declared outputs
+OUTPUTS_DIR = "outputs"  # inference writes one {dataset}.npz per test set in here
+METRICS = "metrics.csv"
+
+#: the two heads: code name -> printed name
+HEADS = {"l2": "L2", "nol2": "No L2"}
+
+
+def run_file(run: str, seed: int, name: str) -> str:
+    """``results/runs/{run}/seed{seed}/{name}``."""
+    return f"{RUN_DIR.format(run=run, seed=seed)}/{name}"
+
+
+def outputs_file(dataset: str) -> str:
+    """A test set's per-image outputs, relative to the run directory."""
+    return f"{OUTPUTS_DIR}/{dataset}.npz"
