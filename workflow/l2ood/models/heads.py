@@ -15,14 +15,6 @@ HEADS = ("l2", "linear")
 L2_EPS = 1e-12
 
 
-class GlobalAvgPool(nn.Module):
-    """(B, C, H, W) -> (B, C), the mean over space. Not nn.AdaptiveAvgPool2d: its CUDA backward
-    has no deterministic implementation, so ``torch.use_deterministic_algorithms`` would refuse it."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3))
-
-
 class Classifier(nn.Module):
     """``encoder`` (B, ...) -> (B, feature_dim), then a linear layer.
 
