@@ -1,4 +1,4 @@
-"""The paper's architectures (issue 4): parameter counts, shapes, spectral norm, the L2 head.
+"""The paper's architectures: parameter counts, shapes, spectral norm, the L2 head.
 
 Full-size models are only built on the meta device (no memory, no init cost) to count their
 parameters; everything that runs a forward pass uses small widths.
@@ -140,7 +140,7 @@ def test_convnext_matches_torchvision_when_unmodified():
     ours = build_model(
         "convnext_tiny",
         10,
-        "linear",
+        "nol2",
         32,
         width=8,
         depths=(1, 1, 2, 1),
@@ -184,7 +184,7 @@ FEATURES = {"resnet18": 32, "resnet50": 128, "vgg16": 32, "convnext_tiny": 64, "
 
 
 @pytest.mark.parametrize("image_size", [32, 64])
-@pytest.mark.parametrize("head", ["l2", "linear"])
+@pytest.mark.parametrize("head", ["l2", "nol2"])
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_output_shapes_and_eval_determinism(name, head, image_size):
     torch.manual_seed(0)
@@ -216,7 +216,7 @@ class Scale(nn.Module):
 def test_l2_head_ignores_feature_scale(name):
     x = torch.randn(3, 3, 32, 32)
     per_image = torch.tensor([[1.0], [9.0], [0.1]])
-    for head in ("l2", "linear"):
+    for head in ("l2", "nol2"):
         torch.manual_seed(0)
         model = build_model(name, 5, head, 32, **SMALL[name]).eval()
         encoder = model.encoder
@@ -233,6 +233,12 @@ def test_l2_head_ignores_feature_scale(name):
             torch.testing.assert_close(logits_per_image, logits)
         else:
             assert not torch.allclose(logits_scaled, logits)
+
+
+@pytest.mark.parametrize("head", ["linear", "L2", "No L2", ""])
+def test_unknown_head_is_refused_with_the_choices(head):
+    with pytest.raises(ValueError, match=r"unknown head .*'l2' \(L2\), 'nol2' \(No L2\)"):
+        build_model("smallcnn", 3, head, 8, width=4)
 
 
 def test_shared_layers_are_the_ones_every_model_uses():

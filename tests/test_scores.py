@@ -19,7 +19,7 @@ def outputs(model, x):
 
 
 def test_hand_computed_scores():
-    out = {"feature_norm": np.array([2.0]), "logits": np.array([[0.0, np.log(3.0)]]), "fc_bias": np.zeros(2), "head": np.array("linear")}
+    out = {"feature_norm": np.array([2.0]), "logits": np.array([[0.0, np.log(3.0)]]), "fc_bias": np.zeros(2), "head": np.array("nol2")}
     assert S.feature_norm(out)[0] == 2.0
     assert S.max_logit(out)[0] == pytest.approx(np.log(3))
     assert S.msp(out)[0] == pytest.approx(0.75)  # e^0 = 1, e^log3 = 3 -> 3/4
@@ -27,7 +27,7 @@ def test_hand_computed_scores():
     assert S.logit_norm(out)[0] == pytest.approx(np.log(3))
 
 
-@pytest.mark.parametrize("head", ["l2", "linear"])
+@pytest.mark.parametrize("head", ["l2", "nol2"])
 def test_unnormalized_logits_are_wz_plus_b(head):
     torch.manual_seed(0)
     model = build_model("smallcnn", 5, head, 8, width=4)
@@ -43,7 +43,14 @@ def test_unnormalized_logits_are_wz_plus_b(head):
 
 
 def test_every_score_is_higher_for_confident_inputs():
-    confident = {"feature_norm": np.array([10.0]), "logits": np.array([[10.0, 0.0]]), "fc_bias": np.zeros(2), "head": np.array("linear")}
-    unsure = {"feature_norm": np.array([1.0]), "logits": np.array([[0.1, 0.0]]), "fc_bias": np.zeros(2), "head": np.array("linear")}
+    confident = {"feature_norm": np.array([10.0]), "logits": np.array([[10.0, 0.0]]), "fc_bias": np.zeros(2), "head": np.array("nol2")}
+    unsure = {"feature_norm": np.array([1.0]), "logits": np.array([[0.1, 0.0]]), "fc_bias": np.zeros(2), "head": np.array("nol2")}
     for name, f in S.SCORES.items():
         assert f(confident)[0] > f(unsure)[0], name
+
+
+def test_outputs_of_an_unknown_head_are_refused():
+    old = {"feature_norm": np.array([2.0]), "logits": np.array([[0.0, 1.0]]), "fc_bias": np.zeros(2)}
+    old["head"] = np.array("linear")  # the name before "nol2"
+    with pytest.raises(ValueError, match=r"unknown head 'linear'.*\['l2', 'nol2'\]"):
+        S.unnormalized_logits(old)

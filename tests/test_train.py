@@ -115,7 +115,7 @@ def test_run_files_have_the_expected_content(tmp_path):
 def test_nan_loss_stops_with_epoch_and_step(tmp_path):
     images, labels = tiny_data()
     with pytest.raises(T.NonFiniteLossError, match=r"epoch 1, step \d+ of 4"):
-        T.fit(tiny_cfg(head="linear", lr=1e30), images, labels, tmp_path, seed=0, engine={"log_every": 1})
+        T.fit(tiny_cfg(head="nol2", lr=1e30), images, labels, tmp_path, seed=0, engine={"log_every": 1})
     assert not (tmp_path / "model.pt").exists()
 
 
