@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .collapse import change_by_norm_group  # noqa: E402
-from .evaluate import load_outputs  # noqa: E402
 from .layout import HEADS  # noqa: E402
+from .outputs import load_outputs  # noqa: E402
 from .scores import msp, scaled_msp  # noqa: E402
 
 #: per head: the colour of a panel that shows one model, the line style of a curve among several
