@@ -139,8 +139,8 @@ def test_optimizer_values_are_never_defaulted(optimizer, key):
     model = torch.nn.Linear(2, 2)
     assert isinstance(T.build_optimizer(model, recipe), torch.optim.Optimizer)
     del recipe[key]
-    with pytest.raises(KeyError, match=rf"does not state {key}, which optimizer '{optimizer}' needs"):
-        T.build_optimizer(model, recipe)
+    with pytest.raises(KeyError, match=rf"^recipe 'r' does not state {key}, which optimizer '{optimizer}' needs"):
+        T.build_optimizer(model, recipe, "r")
 
 
 def test_optimizer_takes_the_recipes_values():

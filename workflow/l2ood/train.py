@@ -114,16 +114,20 @@ def learning_rate(recipe: dict, epoch: int) -> float:
     raise ValueError(f"unknown schedule {recipe['schedule']!r}; choose multistep or cosine")
 
 
-def build_optimizer(model: torch.nn.Module, recipe: dict) -> torch.optim.Optimizer:
-    """The recipe's optimizer with the values the recipe states (``OPTIMIZER_KEYS``; none defaulted)."""
+def build_optimizer(model: torch.nn.Module, recipe: dict, recipe_name: str | None = None) -> torch.optim.Optimizer:
+    """The recipe's optimizer with the values the recipe states (``OPTIMIZER_KEYS``; none defaulted).
+
+    ``recipe_name`` only names the recipe in the error for a value it leaves out.
+    """
     name = recipe["optimizer"]
     if name not in OPTIMIZER_KEYS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZER_KEYS)}")
     missing = [k for k in OPTIMIZER_KEYS[name] if k not in recipe]
     if missing:
+        which = "the recipe" if recipe_name is None else f"recipe {recipe_name!r}"
         raise MissingRecipeKeyError(
-            f"the recipe does not state {', '.join(missing)}, which optimizer {name!r} needs: "
-            f"add {' and '.join(missing)} to the recipe in config.yaml (the training code defaults none of them)"
+            f"{which} does not state {', '.join(missing)}, which optimizer {name!r} needs: add "
+            f"{' and '.join(missing)} to it in config.yaml (the training code defaults none of them)"
         )
     if name == "sgd":
         return torch.optim.SGD(
@@ -325,7 +329,7 @@ def setup(cfg: dict, images: np.ndarray, labels: np.ndarray, seed: int, e: dict,
     gen = torch.Generator(device=device).manual_seed(seed)
     model = build_model(cfg["model"], cfg["num_classes"], cfg["head"], cfg["image_size"], **cfg["model_kwargs"])
     model = model.to(device, memory_format=fmt)
-    optimizer = build_optimizer(model, recipe)
+    optimizer = build_optimizer(model, recipe, cfg.get("recipe_name"))
     loss_fn = build_loss(**recipe.get("loss", {"name": "ce"}))
     x_all = to_device_images(images, device)
     mean, std = norm_tensors(cfg, device)
