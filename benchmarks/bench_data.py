@@ -39,6 +39,7 @@ RECIPE = {
     "optimizer": "sgd",
     "lr": 0.1,
     "momentum": 0.9,
+    "nesterov": False,
     "weight_decay": 5e-4,
 }
 CCT_AUG = {"random_resized_crop": {"scale": (0.8, 1.0)}, "flip": True,

@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy.stats import mannwhitneyu
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from l2ood import metrics as M
@@ -49,6 +50,37 @@ def test_against_sklearn(seed):
     assert M.fpr95_ood_positive(a, b) == pytest.approx(fpr_o[np.searchsorted(tpr_o, 0.95, side="left")], abs=1e-12)
 
 
+def test_threshold_counts_by_brute_force():
+    rng = np.random.default_rng(3)
+    pos, neg = rng.integers(0, 6, 25).astype(float), rng.integers(0, 6, 40).astype(float)
+    thresholds, tp, fp = M.threshold_counts(pos, neg)
+    assert thresholds.tolist() == sorted(set(pos) | set(neg), reverse=True)
+    assert tp.tolist() == [int((pos >= t).sum()) for t in thresholds]
+    assert fp.tolist() == [int((neg >= t).sum()) for t in thresholds]
+    # by hand: pos [3, 2, 1], neg [2, 0] -> thresholds 3, 2, 1, 0 accept (1, 0), (2, 1), (3, 1), (3, 2)
+    thresholds, tp, fp = M.threshold_counts(np.array([3.0, 2.0, 1.0]), np.array([2.0, 0.0]))
+    assert thresholds.tolist() == [3, 2, 1, 0] and tp.tolist() == [1, 2, 3, 3] and fp.tolist() == [0, 1, 1, 2]
+
+
+@pytest.mark.parametrize("kind", ["continuous", "tied"])
+def test_against_sklearn_at_the_papers_size(kind):
+    """10,000 ID x 26,032 OoD float32 scores (CIFAR-10 vs SVHN), with few and with many ties."""
+    rng = np.random.default_rng(11)
+    if kind == "continuous":
+        a, b = rng.normal(1.0, 1.0, 10_000), rng.normal(0.0, 1.0, 26_032)
+    else:  # MSP-like: most scores within a few float32 steps of 1
+        a, b = 1 - rng.exponential(1e-6, 10_000), 1 - rng.exponential(1e-5, 26_032)
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    y, s = labelled(a.astype(np.float64), b.astype(np.float64))
+    assert M.auroc(a, b) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    # the Mann-Whitney U, exact in float64 at this size: the same float, not merely close
+    assert M.auroc(a, b) == mannwhitneyu(a.astype(np.float64), b.astype(np.float64)).statistic / (len(a) * len(b))
+    assert M.aupr_in(a, b) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert M.aupr_out(a, b) == pytest.approx(average_precision_score(1 - y, -s), abs=1e-12)
+    fpr, tpr, _ = roc_curve(y, s)
+    assert M.fpr95(a, b) == pytest.approx(fpr[np.searchsorted(tpr, 0.95, side="left")], abs=1e-12)
+
+
 def test_auroc_brute_force_oracle():
     rng = np.random.default_rng(7)
     a, b = rng.integers(0, 5, 30), rng.integers(0, 5, 20)
@@ -71,7 +103,7 @@ def test_undefined_input_raises(id_s, ood_s):
             f(id_s, ood_s)
 
 
-def test_single_class_message_names_the_problem():
+def test_empty_set_message_names_the_problem():
     with pytest.raises(M.UndefinedMetricError, match="no OoD scores"):
         M.auroc([1.0, 2.0], [])
 

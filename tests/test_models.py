@@ -235,6 +235,37 @@ def test_l2_head_ignores_feature_scale(name):
             assert not torch.allclose(logits_scaled, logits)
 
 
+@pytest.mark.parametrize("head", ["linear", "L2", "No L2", ""])
+def test_unknown_head_is_refused_with_the_choices(head):
+    with pytest.raises(ValueError, match=r"unknown head .*'l2' \(L2\), 'nol2' \(No L2\)"):
+        build_model("smallcnn", 3, head, 8, width=4)
+
+
+def test_shared_layers_are_the_ones_every_model_uses():
+    """One global average pool and one drop_path (models/layers.py), not a copy per architecture."""
+    from l2ood.models import cct, convnext, layers, resnet, small_cnn, vgg
+
+    assert cct.drop_path is convnext.drop_path is layers.drop_path
+    assert resnet.global_avg_pool is convnext.global_avg_pool is layers.global_avg_pool
+    assert small_cnn.GlobalAvgPool is vgg.GlobalAvgPool is layers.GlobalAvgPool
+    x = torch.randn(2, 3, 4, 5)
+    torch.testing.assert_close(layers.GlobalAvgPool()(x), F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def test_drop_path_zeroes_whole_samples_and_keeps_the_mean():
+    from l2ood.models.layers import drop_path
+
+    x = torch.ones(4000, 3, 2)
+    assert drop_path(x, 0.3, training=False) is x and drop_path(x, 0.0, training=True) is x
+    torch.manual_seed(0)
+    y = drop_path(x, 0.3, training=True)
+    per_sample = y.flatten(1)
+    kept = per_sample[:, 0] > 0
+    assert torch.equal(per_sample[kept], torch.full_like(per_sample[kept], 1 / 0.7))  # survivors scaled up
+    assert torch.equal(per_sample[~kept], torch.zeros_like(per_sample[~kept]))  # the rest zero, all of it
+    assert kept.float().mean().item() == pytest.approx(0.7, abs=0.03)
+
+
 def test_l2_gradient_is_orthogonal_to_features():
     """Paper Eq. 7: with the L2 head, dL/dz is orthogonal to z (per image)."""
     torch.manual_seed(0)

@@ -47,3 +47,10 @@ def test_every_score_is_higher_for_confident_inputs():
     unsure = {"feature_norm": np.array([1.0]), "logits": np.array([[0.1, 0.0]]), "fc_bias": np.zeros(2), "head": np.array("nol2")}
     for name, f in S.SCORES.items():
         assert f(confident)[0] > f(unsure)[0], name
+
+
+def test_outputs_of_an_unknown_head_are_refused():
+    old = {"feature_norm": np.array([2.0]), "logits": np.array([[0.0, 1.0]]), "fc_bias": np.zeros(2)}
+    old["head"] = np.array("linear")  # the name before "nol2"
+    with pytest.raises(ValueError, match=r"unknown head 'linear'.*\['l2', 'nol2'\]"):
+        S.unnormalized_logits(old)

@@ -15,6 +15,7 @@ import torch
 
 from l2ood import augment as A
 from l2ood import train as T
+from l2ood.layout import CHECKPOINT, TRAIN_OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,9 +25,9 @@ def tiny_cfg(epochs=2, head="l2", lr=0.1, size=8, width=4, **recipe):
         "run": "t", "dataset": "d", "model": "smallcnn", "model_kwargs": {"width": width}, "head": head,
         "num_classes": 3, "image_size": size, "normalize": {"mean": [0.5] * 3, "std": [0.25] * 3},
         "probe_size": 30, "recipe_name": "r",
-        "recipe": {"optimizer": "sgd", "lr": lr, "momentum": 0.9, "weight_decay": 5e-4, "epochs": epochs,
-                   "schedule": "multistep", "milestones": [max(1, epochs - 1)], "gamma": 0.1, "batch_size": 32,
-                   "crop_padding": 1, "flip": True, **recipe},
+        "recipe": {"optimizer": "sgd", "lr": lr, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
+                   "epochs": epochs, "schedule": "multistep", "milestones": [max(1, epochs - 1)], "gamma": 0.1,
+                   "batch_size": 32, "crop_padding": 1, "flip": True, **recipe},
     }  # fmt: skip
 
 
@@ -89,7 +90,12 @@ def test_deterministic_switch_is_restored_after_fit(tmp_path, monkeypatch):
     images, labels = tiny_data(n=60)
     assert not torch.are_deterministic_algorithms_enabled()
     seen, run = [], T._fit  # observe the flag inside the run; it is off again afterwards
-    monkeypatch.setattr(T, "_fit", lambda *a: seen.append(torch.are_deterministic_algorithms_enabled()) or run(*a))
+
+    def observed(*args):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return run(*args)
+
+    monkeypatch.setattr(T, "_fit", observed)
     T.fit(tiny_cfg(epochs=1), images, labels, tmp_path, seed=0, engine={"deterministic": True})
     assert seen == [True] and not torch.are_deterministic_algorithms_enabled()
 
@@ -97,6 +103,8 @@ def test_deterministic_switch_is_restored_after_fit(tmp_path, monkeypatch):
 def test_run_files_have_the_expected_content(tmp_path):
     images, labels = tiny_data()
     T.fit(tiny_cfg(epochs=3), images, labels, tmp_path, seed=0)
+    # fit writes the declared training outputs, by layout's names; the script writes the config
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(v for k, v in TRAIN_OUTPUTS.items() if k != "config")
     hist = pd.read_csv(tmp_path / "history.csv")
     assert list(hist.columns) == ["epoch", "loss", "accuracy", "lr", "seconds", "images_per_s"]
     assert hist.epoch.tolist() == [1, 2, 3] and np.isfinite(hist.to_numpy()).all()
@@ -107,9 +115,43 @@ def test_run_files_have_the_expected_content(tmp_path):
         assert z["norms"].shape == (4, 30) and z["sq_change"].shape == (3, 30)
         assert z["features"].dtype == np.float16 and z["features"].shape == (30, 16)
         assert np.bincount(z["labels"]).tolist() == [10, 10, 10]  # stratified
-    assert not (tmp_path / "checkpoint.pt").exists()
+    assert not (tmp_path / CHECKPOINT).exists()
     out = T.infer(tmp_path / "model.pt", images, labels)
     assert out["feature_norm"].shape == (120,) and out["logits"].shape == (120, 3)
+
+
+def test_probes_and_inference_see_the_same_features(tmp_path):
+    """The per-epoch probes and inference run one forward pass (batched_forward): after the last
+    epoch the probe norms are what inference gives the same images with the saved model."""
+    images, labels = tiny_data()
+    T.fit(tiny_cfg(epochs=2), images, labels, tmp_path, seed=0)
+    with np.load(tmp_path / "probes.npz") as z:
+        idx, last_norms = z["indices"], z["norms"][-1]
+    out = T.infer(tmp_path / "model.pt", images[idx], labels[idx])
+    np.testing.assert_array_equal(out["feature_norm"], last_norms)
+
+
+@pytest.mark.parametrize("optimizer, key", [("sgd", "momentum"), ("sgd", "nesterov"), ("sgd", "weight_decay"),
+                                            ("adamw", "betas"), ("adamw", "weight_decay")])  # fmt: skip
+def test_optimizer_values_are_never_defaulted(optimizer, key):
+    recipe = {"optimizer": optimizer, "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
+              "betas": [0.9, 0.999]}  # fmt: skip
+    model = torch.nn.Linear(2, 2)
+    assert isinstance(T.build_optimizer(model, recipe), torch.optim.Optimizer)
+    del recipe[key]
+    with pytest.raises(KeyError, match=rf"^recipe 'r' does not state {key}, which optimizer '{optimizer}' needs"):
+        T.build_optimizer(model, recipe, "r")
+
+
+def test_optimizer_takes_the_recipes_values():
+    model = torch.nn.Linear(2, 2)
+    sgd = T.build_optimizer(model, {"optimizer": "sgd", "lr": 0.2, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01})
+    assert {k: sgd.defaults[k] for k in ("lr", "momentum", "nesterov", "weight_decay")} == {
+        "lr": 0.2, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01}  # fmt: skip
+    adamw = T.build_optimizer(model, {"optimizer": "adamw", "lr": 0.3, "betas": [0.8, 0.9], "weight_decay": 0.02})
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.8, 0.9)
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
+        T.build_optimizer(model, {"optimizer": "adam", "lr": 0.1})
 
 
 def test_nan_loss_stops_with_epoch_and_step(tmp_path):
@@ -146,7 +188,7 @@ def test_killed_run_resumes_bit_identical(tmp_path, sig):
     subprocess.run([sys.executable, script, ref], check=True, env=env, timeout=300)
 
     proc = subprocess.Popen([sys.executable, script, cut], env=env)
-    ckpt = cut / "checkpoint.pt"
+    ckpt = cut / CHECKPOINT
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if ckpt.exists() and torch.load(ckpt, weights_only=False)["state"]["epoch"] >= 2:
@@ -171,8 +213,8 @@ def cct_style_cfg():
     cfg = tiny_cfg(epochs=2, size=16)
     cfg["recipe"].pop("crop_padding")
     cfg["recipe"].update(
-        optimizer="adamw", lr=5.5e-4, weight_decay=0.06, schedule="cosine", warmup_epochs=1, warmup_lr=1e-5,
-        min_lr=1e-5, random_resized_crop={"scale": [0.8, 1.0]}, randaugment={"num_ops": 2, "magnitude": 9,
+        optimizer="adamw", lr=5.5e-4, betas=[0.9, 0.999], weight_decay=0.06, schedule="cosine", warmup_epochs=1,
+        warmup_lr=1e-5, min_lr=1e-5, random_resized_crop={"scale": [0.8, 1.0]}, randaugment={"num_ops": 2, "magnitude": 9,
         "magnitude_std": 0.5}, mixup_alpha=0.8, cutmix_alpha=1.0, mix_prob=1.0, switch_prob=0.5, mixup_off_epoch=1,
         loss={"name": "ce", "label_smoothing": 0.1},
     )  # fmt: skip

@@ -4,15 +4,11 @@ import numpy as np
 import pandas as pd
 
 from .metrics import OOD_METRICS, accuracy, auroc
+from .outputs import load_outputs
 from .scores import SCORES, scaled_msp
 
 #: scales tried for Table 2's scaled softmax: features divided by 10^-1 .. 10^3.
 SCALE_GRID = np.geomspace(0.1, 1000.0, 41)
-
-
-def load_outputs(path) -> dict:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
 
 
 def tune_scale(id_out: dict, ood_outs: list[dict], grid=SCALE_GRID) -> float:

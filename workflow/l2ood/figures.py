@@ -12,15 +12,24 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .collapse import change_by_norm_group  # noqa: E402
-from .evaluate import load_outputs  # noqa: E402
+from .layout import HEADS  # noqa: E402
+from .outputs import load_outputs  # noqa: E402
 from .scores import msp, scaled_msp  # noqa: E402
 
-HEAD_COLORS = {"nol2": "tab:gray", "l2": "tab:blue"}
+#: per head: the colour of a panel that shows one model, the line style of a curve among several
+HEAD_COLORS = {"l2": "tab:blue", "nol2": "tab:gray"}
+HEAD_LINESTYLES = {"l2": "-", "nol2": "--"}
+
+
+def _for_head(styles: dict, head: str):
+    if head not in styles:
+        raise ValueError(f"unknown head {head!r}; the heads are {sorted(HEADS)}")
+    return styles[head]
 
 
 def _line_style(i: int, head: str) -> dict:
     """Distinct lines for panels drawn on one axes: a colour per panel, dashed for No L2."""
-    return {"color": plt.get_cmap("tab10")(i % 10), "linestyle": "-" if head == "l2" else "--"}
+    return {"color": plt.get_cmap("tab10")(i % 10), "linestyle": _for_head(HEAD_LINESTYLES, head)}
 
 
 def _integer_epochs(ax) -> None:
@@ -41,9 +50,10 @@ def norm_distributions(spec: dict):
     for ax, p in zip(axes, spec["panels"]):
         names = list(p["outputs"])
         norms = [load_outputs(p["outputs"][d])["feature_norm"] for d in names]
+        box = {"facecolor": _for_head(HEAD_COLORS, p["head"]), "alpha": 0.5}
         ax.boxplot(norms, whis=(5, 95), showfliers=False, showmeans=True,
                    meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
-                   patch_artist=True, boxprops={"facecolor": HEAD_COLORS.get(p["head"], "tab:blue"), "alpha": 0.5})  # fmt: skip
+                   patch_artist=True, boxprops=box)  # fmt: skip
         ax.set_xticks(range(1, len(names) + 1), [spec["labels"][d] for d in names], rotation=25, ha="right")
         ax.set_ylabel("Feature norm ||z|| (before normalization)")
         ax.set_title(f"{p['title']} (seed {p['seed']})")
@@ -65,7 +75,7 @@ def accuracy_vs_norm(spec: dict):
         x = [out["feature_norm"][order][g].mean() for g in groups]
         y = [correct[g].mean() for g in groups]
         rho = spearmanr(x, y).statistic
-        ax.plot(x, y, "o-", ms=3, color=HEAD_COLORS.get(p["head"], "tab:blue"))
+        ax.plot(x, y, "o-", ms=3, color=_for_head(HEAD_COLORS, p["head"]))
         ax.set_xlabel("Mean feature norm of the bin")
         ax.set_title(f"{p['title']}: {bins} bins of {len(order) // bins}+ images, Spearman {rho:.2f}")
         ax.grid(alpha=0.3)

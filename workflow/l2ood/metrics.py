@@ -1,7 +1,8 @@
 """OoD detection metrics: small pure functions on two score arrays.
 
 Convention (docs/architecture.md, section 6): every score is "higher = more in-distribution". ``id_scores``
-are the scores of in-distribution test images, ``ood_scores`` those of an OoD set.
+(N_id,) are the scores of in-distribution test images, ``ood_scores`` (N_ood,) those of an OoD set;
+any array-like of numbers, flattened, read as float64.
 
 * AUROC: ID is the positive class; ties count one half (the Mann-Whitney statistic), so it
   equals ``sklearn.metrics.roc_auc_score`` with ID labelled 1.
@@ -10,6 +11,10 @@ are the scores of in-distribution test images, ``ood_scores`` those of an OoD se
 * FPR95 with OoD positive (OpenOOD's convention): the mirror image, the share of ID images
   flagged as OoD at the threshold that catches 95% of OoD images.
 * AUPR-In / AUPR-Out: average precision with ID / OoD as the positive class.
+
+All of them read one table, ``threshold_counts``: for every distinct score, high to low, how many
+positives and negatives score at least that much (the points of the ROC and PR curves). Tied
+images enter together at their score, which is what makes every metric tie-aware.
 
 Worked example, by hand (used in the tests):
 
@@ -45,20 +50,36 @@ def _check(id_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def threshold_counts(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every distinct score as a threshold, with the positives and negatives it accepts (score >= it).
+
+    ``pos`` (P,) and ``neg`` (N,): finite float64 scores, positives expected higher, both non-empty.
+    Returns ``thresholds`` (T,) float64, the distinct values of both arrays, strictly decreasing;
+    ``tp`` (T,) and ``fp`` (T,) int64: how many of ``pos`` / ``neg`` score >= each threshold, both
+    non-decreasing and ending at P and N. T <= P + N; (fp / N, tp / P) are the ROC curve's corners.
+    """
+    scores = np.concatenate([pos, neg])
+    is_pos = np.zeros(len(scores), dtype=bool)
+    is_pos[: len(pos)] = True
+    # Not a stable sort: the order among equal scores does not matter, only the group's last row is kept.
+    order = np.argsort(scores)[::-1]
+    scores, is_pos = scores[order], is_pos[order]
+    last_of_tie = np.r_[scores[1:] != scores[:-1], True]  # a tie group enters the counts all at once
+    tp = np.cumsum(is_pos, dtype=np.int64)[last_of_tie]
+    fp = np.flatnonzero(last_of_tie) + 1 - tp  # rows seen so far, less the positives among them
+    return scores[last_of_tie], tp, fp
+
+
 def auroc(id_scores, ood_scores) -> float:
     """P(score of a random ID image > score of a random OoD image) + 0.5 P(tie)."""
     a, b = _check(id_scores, ood_scores)
-    both = np.concatenate([a, b])
-    # average ranks (ties share the mean rank), 1-based
-    order = np.argsort(both, kind="mergesort")
-    sorted_vals = both[order]
-    ranks = np.empty(len(both))
-    starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
-    ends = np.r_[starts[1:], len(both)]
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = (s + 1 + e) / 2.0
-    u = ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2.0
-    return float(u / (len(a) * len(b)))
+    _, tp, fp = threshold_counts(a, b)
+    # Trapezoids under the ROC staircase, in whole pairs: the OoD images entering at a threshold
+    # beat the ID images above it and tie with the ID images entering with them (half each).
+    # Twice the area is an integer, so the one division below is the only rounding.
+    tp_before, fp_before = np.r_[0, tp[:-1]], np.r_[0, fp[:-1]]
+    twice_pairs = int(np.sum((fp - fp_before) * (tp + tp_before)))
+    return twice_pairs / (2 * len(a) * len(b))
 
 
 def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95) -> float:
@@ -67,8 +88,9 @@ def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95) -> float:
         raise ValueError(f"tpr must be in (0, 1], got {tpr}")
     a, b = _check(id_scores, ood_scores)
     k = math.ceil(round(tpr * len(a), 9))  # ID images that must be accepted (round: 0.95*20 = 19.000000000000004)
-    threshold = np.sort(a)[::-1][k - 1]
-    return float(np.mean(b >= threshold))
+    _, tp, fp = threshold_counts(a, b)
+    first = int(np.searchsorted(tp, k, side="left"))  # tp is sorted: the highest threshold accepting k
+    return int(fp[first]) / len(b)
 
 
 def fpr95(id_scores, ood_scores) -> float:
@@ -88,14 +110,8 @@ def average_precision(pos_scores, neg_scores) -> float:
     Thresholds are the distinct score values (tied images enter together), as scikit-learn.
     """
     p, n = _check(pos_scores, neg_scores)
-    scores = np.concatenate([p, n])
-    is_pos = np.r_[np.ones(len(p)), np.zeros(len(n))]
-    order = np.argsort(-scores, kind="mergesort")
-    scores, is_pos = scores[order], is_pos[order]
-    last_of_tie = np.r_[scores[1:] != scores[:-1], True]
-    tp = np.cumsum(is_pos)[last_of_tie]
-    seen = np.flatnonzero(last_of_tie) + 1
-    precision, recall = tp / seen, tp / len(p)
+    _, tp, fp = threshold_counts(p, n)
+    precision, recall = tp / (tp + fp), tp / len(p)
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
@@ -121,7 +137,7 @@ OOD_METRICS = {
 
 
 def accuracy(logits, labels) -> float:
-    """Top-1 accuracy; an empty input raises ``UndefinedMetricError``."""
+    """Top-1 accuracy of ``logits`` (N, C) against ``labels`` (N,); an empty input raises ``UndefinedMetricError``."""
     logits, labels = np.asarray(logits), np.asarray(labels)
     if len(labels) == 0:
         raise UndefinedMetricError("accuracy of an empty set is undefined")

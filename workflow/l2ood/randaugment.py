@@ -145,9 +145,10 @@ def contrast_lut(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend with the image's mean grey level, rounded (PIL's ImageEnhance.Contrast)."""
     gray = grayscale(x)
     flat = gray.flatten(1).double()
-    mean = torch.floor(
-        flat.sum(1) / torch.full_like(flat[:, 0], flat.shape[1]) + 0.5
-    )  # int(mean + 0.5) as PIL
+    # A tensor divisor, not the number flat.shape[1]: with a Python number as divisor, CUDA multiplies by
+    # its reciprocal, which can miss PIL's true division by one ulp and so round a .5 mean the other way.
+    pixels = torch.full_like(flat[:, 0], flat.shape[1])
+    mean = torch.floor(flat.sum(1) / pixels + 0.5)  # int(mean + 0.5) as PIL
     lv = _levels(x).expand(x.shape[0], x.shape[1], 256)
     return _blend(mean.view(-1, 1, 1).expand_as(lv), lv, factor)
 
@@ -157,9 +158,9 @@ def autocontrast_lut(x: torch.Tensor) -> torch.Tensor:
     flat = x.flatten(2)
     lo, hi = flat.amin(2, keepdim=True).double(), flat.amax(2, keepdim=True).double()
     span = (hi - lo).clamp(min=1)
-    scale = (
-        torch.full_like(span, 255.0) / span
-    )  # not 255.0 / span: torch takes a reciprocal there, PIL divides
+    # Not 255.0 / span: torch computes that as span.reciprocal() * 255 (Tensor.__rdiv__), one rounding
+    # more than PIL's 255.0 / span, which floor() below can turn into a level off by one.
+    scale = torch.full_like(span, 255.0) / span
     out = torch.floor(_levels(x) * scale - lo * scale).clamp(0, 255)
     return torch.where(hi > lo, out, _levels(x).double()).to(torch.uint8)
 

@@ -6,6 +6,8 @@ logits the model produced, the classifier's bias and the head ("l2" or "nol2").
 
 import numpy as np
 
+from .layout import HEADS
+
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:
     m = x.max(axis=1, keepdims=True)
@@ -46,9 +48,12 @@ def unnormalized_logits(out: dict) -> np.ndarray:
     For the L2 head the model computed W z/||z|| + b, so W z = ||z|| (logits - b).
     """
     logits, bias = np.asarray(out["logits"], dtype=np.float64), np.asarray(out["fc_bias"], dtype=np.float64)
-    if str(out["head"]) == "l2":
+    head = str(out["head"])
+    if head == "l2":
         return feature_norm(out)[:, None] * (logits - bias) + bias
-    return logits
+    if head == "nol2":
+        return logits
+    raise ValueError(f"outputs of an unknown head {head!r}; the heads are {sorted(HEADS)}: rerun inference")
 
 
 def scaled_msp(out: dict, scale: float) -> np.ndarray:

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import yaml
 from _common import setup
@@ -6,13 +7,15 @@ from _common import setup
 log = setup(snakemake)
 
 from l2ood.data import load_split  # noqa: E402
+from l2ood.layout import TRAIN_OUTPUTS  # noqa: E402
 from l2ood.train import ENGINE_DEFAULTS, fit  # noqa: E402
 
-cfg, out = snakemake.params.cfg, snakemake.output
+cfg = snakemake.params.cfg
 seed = int(snakemake.wildcards.seed)
+run_dir = Path(snakemake.output.model).parent  # (the rule declares run_dir / TRAIN_OUTPUTS[role])
 log.info("run %s seed %d; CUDA_VISIBLE_DEVICES=%s", cfg["run"], seed, os.environ.get("CUDA_VISIBLE_DEVICES", ""))
 images, labels = load_split(snakemake.input[0])
-with open(out.config, "w") as f:
+with open(run_dir / TRAIN_OUTPUTS["config"], "w") as f:
     engine = {**ENGINE_DEFAULTS, **snakemake.config["engine"]}  # recorded in full: config.yaml sets only changes
     yaml.safe_dump({**cfg, "seed": seed, "engine": engine}, f, sort_keys=False)
-fit(cfg, images, labels, os.path.dirname(out.model), seed, engine=snakemake.config["engine"])
+fit(cfg, images, labels, run_dir, seed, engine=snakemake.config["engine"])

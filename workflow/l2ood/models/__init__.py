@@ -4,15 +4,15 @@
     >>> logits, features = model(images)        # features: pre-normalization, (B, d)
 
 An architecture registers an *encoder builder* ``f(image_size=..., **kwargs) -> (encoder,
-feature_dim)``; the head (L2 or linear) is added here, the same for every architecture.
-No class hierarchy: a dict of functions.
+feature_dim)``; the head (``l2`` or ``nol2``, see ``l2ood.layout.HEADS``) is added here, the same
+for every architecture. No class hierarchy: a dict of functions.
 """
 
 from typing import Callable
 
 from torch import nn
 
-from .heads import HEADS, Classifier  # noqa: F401  (HEADS re-exported)
+from .heads import Classifier
 
 REGISTRY: dict[str, Callable[..., tuple[nn.Module, int]]] = {}
 

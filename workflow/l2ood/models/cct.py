@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register
-from .convnext import drop_path
+from .layers import drop_path
 
 
 class Attention(nn.Module):

@@ -19,16 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register
-
-
-def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth (Huang et al. 2016), per sample: zero the whole residual branch of a
-    sample with probability p and scale the survivors by 1 / (1 - p) (torchvision's "row" mode)."""
-    if not training or p == 0.0:
-        return x
-    keep = 1.0 - p
-    mask = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device) < keep
-    return x * mask.to(x.dtype) / keep
+from .layers import drop_path, global_avg_pool
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -84,7 +75,7 @@ class ConvNeXtEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
-        return self.norm(x.mean(dim=(2, 3)))  # = global average pool; deterministic backward on CUDA
+        return self.norm(global_avg_pool(x))
 
 
 @register("convnext_tiny")

@@ -1,4 +1,4 @@
-"""Classifier heads: the paper's L2 head and the plain linear baseline.
+"""Classifier heads: the paper's L2 head ("l2") and the baseline without it ("nol2").
 
 Every model in the registry is an encoder followed by one of these heads. The forward pass
 returns ``(logits, features)`` where ``features`` are the encoder's output *before*
@@ -9,18 +9,18 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-HEADS = ("l2", "nol2")
+from ..layout import HEADS
 
 #: eps of the paper's Eq. 6, z / max(||z||, eps); the value F.normalize uses by default.
 L2_EPS = 1e-12
 
 
-class GlobalAvgPool(nn.Module):
-    """(B, C, H, W) -> (B, C), the mean over space. Not nn.AdaptiveAvgPool2d: its CUDA backward
-    has no deterministic implementation, so ``torch.use_deterministic_algorithms`` would refuse it."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3))
+def check_head(head: str) -> str:
+    """``head`` itself if it is a head's code name; a ValueError naming the choices otherwise."""
+    if head not in HEADS:
+        choices = ", ".join(f"{code!r} ({printed})" for code, printed in HEADS.items())
+        raise ValueError(f"unknown head {head!r}; choose one of {choices}")
+    return head
 
 
 class Classifier(nn.Module):
@@ -28,15 +28,13 @@ class Classifier(nn.Module):
 
     head="l2": the linear layer sees z / max(||z||_2, eps) (paper Eq. 6, Algorithm 1 with the
     per-image norm: ``z.norm(dim=1)``, not one norm for the whole batch).
-    head="nol2": the linear layer sees z itself (the No L2 baseline).
+    head="nol2": the linear layer sees z itself (the paper's "No L2" baseline).
     """
 
     def __init__(self, encoder: nn.Module, feature_dim: int, num_classes: int, head: str = "l2"):
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
         self.encoder = encoder
-        self.head = head
+        self.head = check_head(head)
         self.feature_dim = feature_dim
         self.fc = nn.Linear(feature_dim, num_classes)
 

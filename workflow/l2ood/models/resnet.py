@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register
+from .layers import global_avg_pool
 from .spectral import DEFAULT_COEFF, SpectralNormConv2d, conv_output_size
 
 LEAKY_SLOPE = 0.01  # F.leaky_relu's default, as in DDU
@@ -57,6 +58,10 @@ def _shortcut(stride: int, cin: int, cout: int) -> nn.Module:
     return AvgPoolShortcut(stride, cin, cout) if stride != 1 or cin != cout else nn.Identity()
 
 
+# BasicBlock and Bottleneck look alike on purpose: each is the paper's (DDU's) block written out
+# layer by layer, so that a reader can check it against the source and the parameter counts in
+# tests/test_models.py. A shared "n convs" abstraction would hide where the stride sits (the
+# first 3x3 conv) and which size each spectral-norm conv is built for.
 class BasicBlock(nn.Module):
     """3x3 conv (stride) - BN - lrelu - 3x3 conv - BN, plus shortcut, then lrelu."""
 
@@ -124,7 +129,7 @@ class ResNetEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.bn1(self.conv1(x)), LEAKY_SLOPE)
         x = self.layers(x)
-        return x.mean(dim=(2, 3))  # global average pool (adaptive_avg_pool2d's CUDA backward is nondeterministic)
+        return global_avg_pool(x)
 
 
 def _resnet(block, num_blocks, image_size, width, spectral, coeff):

@@ -7,7 +7,7 @@ max-pool after the second, global average pooling: features of ``width * 4`` dim
 from torch import nn
 
 from . import register
-from .heads import GlobalAvgPool
+from .layers import GlobalAvgPool
 
 
 def _block(cin: int, cout: int) -> list[nn.Module]:

@@ -10,7 +10,7 @@ normalized for the input shape it sees (coefficient 3), as the paper's ResNets.
 from torch import nn
 
 from . import register
-from .heads import GlobalAvgPool
+from .layers import GlobalAvgPool
 from .resnet import LEAKY_SLOPE, make_conv
 from .spectral import DEFAULT_COEFF
 
