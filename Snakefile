@@ -13,7 +13,8 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-sys.path.insert(0, str(Path(workflow.current_basedir) / "workflow"))  # the l2ood library (this file's folder: works as a module too)
+# the l2ood library, found from this file's folder (not the working one): works when used as a module too
+sys.path.insert(0, str(Path(workflow.current_basedir) / "workflow"))
 
 
 configfile: "config.yaml"
