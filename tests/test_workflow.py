@@ -84,7 +84,8 @@ def test_demo_table_content(demo):
 def test_study_metrics_are_tidy(demo):
     df = pd.read_csv(demo / "results/demo/metrics.csv")
     assert len(df) == 2 * 2 * 3 * 6  # runs x seeds x OoD sets x scores (5 + scaled softmax)
-    assert set(df.score) == {"feature_norm", "logit_norm", "max_logit", "msp", "energy", "scaled_msp"}
+    assert set(df.score) == {"feature_norm", "logit_norm_raw", "logit_norm_head", "max_logit_raw", "max_logit_head",
+                             "msp", "energy", "scaled_msp"}  # fmt: skip
     assert (df.query("score == 'scaled_msp'").scale > 0).all() and df.query("score != 'scaled_msp'").scale.isna().all()
     assert df[["auroc", "fpr95", "fpr95_ood_positive", "aupr_in", "aupr_out", "accuracy"]].apply(
         lambda c: c.between(0, 1).all()

@@ -17,6 +17,7 @@ RUN_DEFAULTS = {
     "probe_size": 1000,  # fixed training images whose features are recorded every epoch (paper: 1,000)
     "model_kwargs": {},  # passed to the model's constructor (e.g. a width)
     "recipe_overrides": {},  # recipe keys this run changes (e.g. the batch size ResNet50 fits)
+    "tune_scale_on": None,  # OoD sets the scaled softmax's scale is tuned on (Table 2); None: all of `ood`
 }
 
 
@@ -98,6 +99,9 @@ def check(config: dict) -> None:
                 errors.append(f"datasets.{run['dataset']}: used for training by run {name}, so it needs {key!r}")
         if run["recipe"] not in recipes:
             errors.append(f"runs.{name}.recipe: unknown recipe {run['recipe']!r}; known: {sorted(recipes)}")
+        for o in run.get("tune_scale_on", []):
+            if o not in run["ood"]:
+                errors.append(f"runs.{name}.tune_scale_on: {o!r} is not one of the run's OoD sets {run['ood']}")
         for o in run["ood"]:
             if o not in ds:
                 errors.append(f"runs.{name}.ood: unknown data set {o!r}")

@@ -12,11 +12,14 @@ SCALE_GRID = np.geomspace(0.1, 1000.0, 41)
 
 
 def tune_scale(id_out: dict, ood_outs: list[dict], grid=SCALE_GRID) -> float:
-    """The feature scale-down whose softmax gives the best mean AUROC over the OoD sets.
+    """The feature scale-down whose softmax gives the best mean AUROC over ``ood_outs``.
 
     Tuned on the test data (ID and OoD), as the paper did for Table 2: an optimistic number,
-    labelled as such wherever it is shown.
+    labelled as such wherever it is shown. The first of equally good scales wins.
     """
+    if not ood_outs:
+        raise ValueError("no OoD sets to tune the softmax scale on")
+
     def mean_auroc(s):
         ids = scaled_msp(id_out, s)
         return np.mean([auroc(ids, scaled_msp(o, s)) for o in ood_outs])
@@ -24,26 +27,47 @@ def tune_scale(id_out: dict, ood_outs: list[dict], grid=SCALE_GRID) -> float:
     return float(max(grid, key=mean_auroc))
 
 
-def evaluate_run(id_path, ood_paths: dict, meta: dict, scores=tuple(SCORES), scaled_softmax: bool = True) -> pd.DataFrame:
-    """One row per (OoD set, score): the metrics of ``OOD_METRICS`` and the ID test accuracy.
+def cross_ties(id_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[int, int]:
+    """(ID images whose score equals some OoD image's, OoD images whose score equals some ID image's).
+
+    These are the ties AUROC counts one half: all images tied gives exactly 50.
+    """
+    return int(np.isin(id_scores, ood_scores).sum()), int(np.isin(ood_scores, id_scores).sum())
+
+
+def evaluate_run(
+    id_path, ood_paths: dict, meta: dict, scores=tuple(SCORES), scaled_softmax: bool = True, tune_on=None
+) -> pd.DataFrame:
+    """One row per (OoD set, score): the metrics of ``OOD_METRICS``, the ID test accuracy, and
+    ``id_tied`` / ``ood_tied`` (``cross_ties``).
 
     ``meta`` (run, seed, model, head, recipe, id) is copied into every row. With
-    ``scaled_softmax``, the score ``scaled_msp`` is added with its tuned ``scale``.
+    ``scaled_softmax``, the score ``scaled_msp`` is added with its ``scale``, tuned on the OoD
+    sets ``tune_on`` (default: all of ``ood_paths``), which the column ``scale_tuned_on`` names.
     """
     id_out = load_outputs(id_path)
     ood_outs = {name: load_outputs(p) for name, p in ood_paths.items()}
     acc = accuracy(id_out["logits"], id_out["labels"])
     fns = {s: SCORES[s] for s in scores}
-    scale = np.nan
+    scale, tuned_on = np.nan, ""
     if scaled_softmax:
-        scale = tune_scale(id_out, list(ood_outs.values()))
+        tune_on = list(ood_outs) if tune_on is None else list(tune_on)
+        unknown = [t for t in tune_on if t not in ood_outs]
+        if unknown:
+            raise ValueError(f"tune_scale_on names {unknown}, which are not OoD sets of the run: {sorted(ood_outs)}")
+        scale = tune_scale(id_out, [ood_outs[t] for t in tune_on])
+        tuned_on = " ".join(tune_on)
         fns["scaled_msp"] = lambda out: scaled_msp(out, scale)
     id_scores = {s: f(id_out) for s, f in fns.items()}
     keep = {k: meta[k] for k in ("run", "seed", "model", "head", "recipe", "id")}
     rows = []
     for name, out in ood_outs.items():
         for s, f in fns.items():
-            metrics = {m: fn(id_scores[s], f(out)) for m, fn in OOD_METRICS.items()}
+            ood_scores = f(out)
+            metrics = {m: fn(id_scores[s], ood_scores) for m, fn in OOD_METRICS.items()}
+            id_tied, ood_tied = cross_ties(id_scores[s], ood_scores)
+            sm = s == "scaled_msp"
             rows.append({**keep, "ood": name, "score": s, **metrics, "accuracy": acc,
-                         "scale": scale if s == "scaled_msp" else np.nan})  # fmt: skip
+                         "id_tied": id_tied, "ood_tied": ood_tied,
+                         "scale": scale if sm else np.nan, "scale_tuned_on": tuned_on if sm else ""})  # fmt: skip
     return pd.DataFrame(rows)

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from .collapse import change_by_norm_group  # noqa: E402
 from .layout import HEADS  # noqa: E402
 from .outputs import load_outputs  # noqa: E402
-from .scores import msp, scaled_msp  # noqa: E402
+from .scores import head_logits, max_softmax, scaled_logits  # noqa: E402
 
 #: per head: the colour of a panel that shows one model, the line style of a curve among several
 HEAD_COLORS = {"l2": "tab:blue", "nol2": "tab:gray"}
@@ -158,7 +158,7 @@ def softmax_vs_norm(spec: dict):
             scale = float(pd.read_csv(p["metrics"]).query("score == 'scaled_msp'")["scale"].iloc[0])
         for d, color in zip(p["outputs"], ("tab:blue", "tab:orange")):
             out = load_outputs(p["outputs"][d])
-            y = scaled_msp(out, scale) if scale else msp(out)
+            y = max_softmax(scaled_logits(out, scale) if scale else head_logits(out))  # the probability itself
             ax.scatter(out["feature_norm"], y, s=2, alpha=0.4, color=color, label=spec["labels"][d])
         ax.set_xlabel("Feature norm ||z||")
         ax.set_title(p["title"] + (f" (features / {scale:.3g})" if scale and scale != 1 else ""))

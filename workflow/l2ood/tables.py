@@ -164,8 +164,16 @@ def norm_vs_scaled_softmax(spec: dict) -> Table:
     groups = [("Method", 1)] + [(_label(spec, ds), 2) for _, ds in oods]
     header = ["Method"] + ["Norm", "SM"] * len(oods)
     note = ("AUROC / FPR95 (%). SM: maximum softmax of the features scaled down by a factor tuned on the "
-            "test data (ID and OoD) for the best mean AUROC, as the paper did.")  # fmt: skip
+            f"test data (ID and OoD: {tuned_on(cells.metrics, spec)}) for the best mean AUROC, as the paper did.")  # fmt: skip
     return _render(spec, cells, groups, header, rows, note)
+
+
+def tuned_on(metrics: pd.DataFrame, spec: dict) -> str:
+    """The OoD sets the scaled softmax of the table's runs was tuned on, from the metrics."""
+    runs = [r["run"] for r in spec["rows"]]
+    sm = metrics[(metrics.score == "scaled_msp") & metrics.run.isin(runs)]
+    sets = sorted({s for v in sm.get("scale_tuned_on", pd.Series(dtype=str)).dropna() for s in str(v).split()})
+    return ", ".join(_label(spec, d) for d in sets) if sets else "not recorded"
 
 
 def seed_range(spec: dict) -> Table:
@@ -178,7 +186,9 @@ def seed_range(spec: dict) -> Table:
         rows.append([label] + [cells.pair(label, f"{key}/{sk}", spec["run"], score, ds, stat)
                                for key, ds in oods for sk, score in scores])  # fmt: skip
     groups = [("Method", 1)] + [(_label(spec, ds), len(scores)) for _, ds in oods]
-    header = ["Method"] + [SCORE_LABELS.get(s, s) for _ in oods for _, s in scores]
+    # the paper's headers ("Norm - Feature", ...) from the spec's ``headers``, else the score's label
+    headers = spec.get("headers", {})
+    header = ["Method"] + [headers.get(sk, SCORE_LABELS.get(s, s)) for _ in oods for sk, s in scores]
     return _render(spec, cells, groups, header, rows, "AUROC / FPR95 (%) over the seeds of one run.")
 
 
@@ -188,10 +198,10 @@ def table1(spec: dict) -> Table:
     cells = Cells(load_metrics(spec["metrics"]))
     oods = ood_columns(spec)
     reported = pd.read_csv(spec["reported"], dtype=str, keep_default_na=False)
-    rows = []
+    rows = {}  # row label -> printed line
     for _, r in reported.iterrows():
         vals = [r.get(f"{key}_auroc", "") or "N/A" for key, _ in oods] + [r.get("accuracy", "") or "N/A"]
-        rows.append([f"{r['row']} [reported]", r.get("network", "")] + vals)
+        rows[r["row"]] = [f"{r['row']} [reported]", r.get("network", "")] + vals
     for r in spec["rows"]:
         line = [f"{r['label']} [reproduced]", r.get("network", "")]
         for key, ds in oods:
@@ -199,12 +209,28 @@ def table1(spec: dict) -> Table:
             v = cells.add(r["label"], key, "auroc", m.auroc, run=r["run"], score=r.get("score", "feature_norm"), ood=ds)
             line.append("n/a" if v is None else pct(v))
         line.append(cells.accuracy(r["label"], "accuracy", r["run"]))
-        rows.append(line)
+        rows[r["label"]] = line
+    rows = [rows[label] for label in table1_order(spec, list(rows))]
     groups = [("Method", 1), ("Network", 1)] + [(_label(spec, ds), 1) for _, ds in oods] + [("Accuracy", 1)]
     header = [g for g, _ in groups]
     note = ("AUROC (%). [reported]: numbers published by each method's authors, as cited by the paper "
             "(workflow/resources/table1_reported.csv), not reproduced here.")  # fmt: skip
     return _render(spec, cells, groups, header, rows, note)
+
+
+def table1_order(spec: dict, labels: list[str]) -> list[str]:
+    """The row labels in the spec's ``order`` (the paper's), which must name each row once;
+    without ``order``: reported rows, then reproduced ones."""
+    order = spec.get("order")
+    if order is None:
+        return labels
+    missing, extra = [x for x in labels if x not in order], [x for x in order if x not in labels]
+    if missing or extra or len(set(order)) != len(order):
+        raise ValueError(
+            f"table1 'order' must list every row once: missing {missing}, unknown {extra}, "
+            f"repeated {sorted({x for x in order if order.count(x) > 1})}; the rows are {labels}"
+        )
+    return list(order)
 
 
 TABLE_KINDS = {

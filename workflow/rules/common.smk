@@ -117,6 +117,7 @@ def evaluate_params(wildcards):
         "recipe": spec["recipe"],
         "id": spec["dataset"],
         "ood": spec["ood"],
+        "tune_scale_on": spec["tune_scale_on"] or spec["ood"],
     }
 
 
