@@ -17,6 +17,7 @@ RUN_DEFAULTS = {
     "probe_size": 1000,  # fixed training images whose features are recorded every epoch (paper: 1,000)
     "model_kwargs": {},  # passed to the model's constructor (e.g. a width)
     "recipe_overrides": {},  # recipe keys this run changes (e.g. the batch size ResNet50 fits)
+    "normalize": None,  # the run's input normalization; None: its data set's
     "tune_scale_on": None,  # OoD sets the scaled softmax's scale is tuned on (Table 2); None: all of `ood`
 }
 
@@ -138,7 +139,7 @@ def resolve_run(config: dict, run: str) -> dict:
         "head": spec["head"],
         "num_classes": idspec["num_classes"],
         "image_size": idspec["image_size"],
-        "normalize": idspec["normalize"],
+        "normalize": spec["normalize"] or idspec["normalize"],
         "probe_size": spec["probe_size"],
         "recipe_name": spec["recipe"],
         "recipe": run_recipe(config, run),

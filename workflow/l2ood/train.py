@@ -129,17 +129,40 @@ def build_optimizer(model: torch.nn.Module, recipe: dict, recipe_name: str | Non
             f"{which} does not state {', '.join(missing)}, which optimizer {name!r} needs: add "
             f"{' and '.join(missing)} to it in config.yaml (the training code defaults none of them)"
         )
+    params = param_groups(model, recipe.get("weight_decay_exempt", "none"))
     if name == "sgd":
         return torch.optim.SGD(
-            model.parameters(),
+            params,
             lr=recipe["lr"],
             momentum=recipe["momentum"],
             weight_decay=recipe["weight_decay"],
             nesterov=recipe["nesterov"],
         )
-    return torch.optim.AdamW(
-        model.parameters(), lr=recipe["lr"], betas=tuple(recipe["betas"]), weight_decay=recipe["weight_decay"]
-    )
+    return torch.optim.AdamW(params, lr=recipe["lr"], betas=tuple(recipe["betas"]), weight_decay=recipe["weight_decay"])
+
+
+#: recipe ``weight_decay_exempt`` values: "none" decays every parameter (DDU, torch.optim's
+#: default); "1d_and_bias" is timm's rule (``param_groups_weight_decay``, the default of the
+#: ``create_optimizer_v2`` the CCT authors train with) and official ConvNeXt's (``optim_factory``):
+#: no decay for 1-d parameters (norm weights and biases) and any ``.bias``.
+WEIGHT_DECAY_EXEMPT = ("none", "1d_and_bias")
+#: parameters exempt by name under "1d_and_bias": ConvNeXt's layer scale, the official code's 1-d
+#: ``gamma`` (dim,), which the torchvision layout used here stores as (dim, 1, 1).
+NO_DECAY_NAMES = ("layer_scale",)
+
+
+def param_groups(model: torch.nn.Module, exempt: str) -> list[dict]:
+    """The optimizer's parameter groups: one, or decayed and exempt (weight decay 0) by ``exempt``."""
+    if exempt not in WEIGHT_DECAY_EXEMPT:
+        raise ValueError(f"unknown weight_decay_exempt {exempt!r}; choose one of {WEIGHT_DECAY_EXEMPT}")
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if exempt == "none":
+        return [{"params": [p for _, p in params]}]
+    free = {n for n, p in params if p.ndim <= 1 or n.endswith(".bias") or n.rsplit(".", 1)[-1] in NO_DECAY_NAMES}
+    return [
+        {"params": [p for n, p in params if n not in free]},
+        {"params": [p for n, p in params if n in free], "weight_decay": 0.0},
+    ]
 
 
 def config_digest(cfg: dict, seed: int) -> str:
@@ -398,7 +421,11 @@ def train_epoch(run: Run, epoch: int) -> dict:
     """
     recipe, device, e = run.recipe, run.device, run.engine
     n, bs = len(run.labels), int(recipe["batch_size"])
-    steps = math.ceil(n / bs)
+    # drop_last: the last partial batch is left out, as the LogitNorm and timm (CCT) loaders do
+    steps = n // bs if recipe.get("drop_last", False) else math.ceil(n / bs)
+    if steps == 0:
+        raise ValueError(f"drop_last with batch_size {bs} > {n} training images: no batch to train on")
+    seen = min(n, steps * bs)  # the images trained on this epoch
     t0 = time.perf_counter()
     perm = torch.randperm(n, device=device, generator=run.gen)
     # the epoch's bookkeeping stays on the device: no host sync per step
@@ -440,11 +467,11 @@ def train_epoch(run: Run, epoch: int) -> dict:
     seconds = time.perf_counter() - t0
     return {
         "epoch": epoch + 1,
-        "loss": loss_sum.item() / n,
-        "accuracy": correct.item() / n,
+        "loss": loss_sum.item() / seen,
+        "accuracy": correct.item() / seen,
         "lr": lr,
         "seconds": seconds,
-        "images_per_s": n / seconds,
+        "images_per_s": seen / seconds,
     }
 
 
