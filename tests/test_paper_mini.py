@@ -63,6 +63,7 @@ def test_table1_marks_reported_rows(paper):
     reported = [r for r in rows if "[reported]" in r[0]]
     reproduced = [r for r in rows if "[reproduced]" in r[0]]
     assert len(reported) == 9 and len(reproduced) == 3  # LogitNorm+ is the paper's own run: reproduced
+    assert rows[2][0] == "LogitNorm+ (Wei et al.) [reproduced]"  # the paper's order: second, after Mahalanobis
     assert all(re.match(r"^\d{1,3}\.\d{1,2}$", c) for r in reproduced for c in r[2:]), reproduced
 
 
@@ -72,11 +73,13 @@ def test_table2_norm_and_scaled_softmax(paper):
     assert all(CELL.match(c) for r in rows[1:] for c in r[1:])
     tidy = pd.read_csv(paper / "results/paper/tables/table2.csv")
     assert set(tidy.score) == {"feature_norm", "scaled_msp"}
+    assert "ID and OoD: CIFAR-100, SVHN, TinyImageNet" in (paper / "results/paper/tables/table2.md").read_text()
 
 
 def test_table3_min_max_mean(paper):
     rows = md_rows(paper / "results/paper/tables/table3.md")
     assert [r[0] for r in rows[1:]] == ["Min", "Max", "Mean"]
+    assert rows[0][1:4] == ["SVHN Norm - Feature", "SVHN Norm - Logits", "SVHN MaxLogit"]
     tidy = pd.read_csv(paper / "results/paper/tables/table3.csv").set_index(["row", "column", "metric"])
     for col in ("svhn/norm_feature", "cifar100/maxlogit"):
         lo, hi, mean = (tidy.loc[(r, col, "auroc"), "value"] for r in ("Min", "Max", "Mean"))
@@ -91,6 +94,14 @@ def test_paper_vs_reproduced(paper):
     # every printed number has a reproduced value, except Table 1's rows from other papers
     assert set(df[df.reproduced.isna()].table) <= {"table1"}
     assert ((ours.reproduced - ours.paper - ours.difference).abs() < 1e-6).all()
+    assert df.verdict.notna().all() and (df[df.reproduced.isna()].verdict == "not reproduced").all()
+    assert set(df[df.table == "table3"].verdict.dropna()) - {"not reproduced"}  # judged
+    md = (paper / "results/paper/tables/paper_vs_reproduced.md").read_text()
+    assert "| difference / sd | verdict | note |" in md
+    summary = md.split("## Summary", 1)[1].split("## Table", 1)[0]
+    assert [line.split(":")[0] for line in summary.split("\n") if line.startswith("- ")] == [
+        f"- Table {i}" for i in range(1, 9)
+    ]
 
 
 def merged_config(paper: Path) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import ROOT
-from l2ood.paper import KEYS, compare, compare_markdown, load_paper_numbers, parse_paper_tables
+from l2ood.paper import KEYS, compare, compare_markdown, load_paper_numbers, parse_paper_tables, summaries
 
 NUMBERS = ROOT / "workflow/resources/paper_numbers.csv"
 REPORTED = ROOT / "workflow/resources/table1_reported.csv"
@@ -112,16 +112,15 @@ def test_table1_reported_matches_the_paper(numbers):
 
 
 def test_parser_names_unknown_headers_and_bad_cells():
-    table = "Model\tSVHN\t\tImageNet\t\n\tNo L2\tL2\tNo L2\tL2\nR\t1.0 / 2.0\t3.0 / 4.0\t5.0 / 6.0\t7.0 / 8.0\n\nTable 9: x"
+    table = (
+        "Model\tSVHN\t\tImageNet\t\n\tNo L2\tL2\tNo L2\tL2\nR\t1.0 / 2.0\t3.0 / 4.0\t5.0 / 6.0\t7.0 / 8.0\n\nTable 9: x"
+    )
     with pytest.raises(ValueError, match="'ImageNet'"):
         parse_paper_tables(table)
     with pytest.raises(ValueError, match="table9, row 'R'.*'1.0 - 2.0'"):
         parse_paper_tables(table.replace("ImageNet", "CIFAR10").replace("1.0 / 2.0", "1.0 - 2.0"))
     good = parse_paper_tables(table.replace("ImageNet", "CIFAR10"))
-    assert (
-        good.column.tolist()
-        == ["svhn/nol2"] * 2 + ["svhn/l2"] * 2 + ["cifar10/nol2"] * 2 + ["cifar10/l2"] * 2
-    )
+    assert good.column.tolist() == ["svhn/nol2"] * 2 + ["svhn/l2"] * 2 + ["cifar10/nol2"] * 2 + ["cifar10/l2"] * 2
     assert good.metric.tolist()[:2] == ["auroc", "fpr95"] and good.value.tolist()[-1] == 8.0
 
 
@@ -136,13 +135,68 @@ def test_compare_joins_and_subtracts():
     rep = pd.DataFrame([("table4", "VGG16", "svhn/l2", "fpr95", 8.25), ("table4", "VGG16", "svhn/l2", "auroc", 96.0)],
                        columns=[*KEYS, "value"])  # fmt: skip
     df = compare(tiny_paper(), rep)
-    assert df.columns.tolist() == [*KEYS, "printed", "paper", "reproduced", "difference", "note"]
+    assert df.columns.tolist() == [*KEYS, "printed", "paper", "reproduced", "difference", "std", "n_seeds", "sd_units",
+                                   "paper_min", "paper_max", "verdict", "note"]  # fmt: skip
     assert df.metric.tolist() == ["auroc", "fpr95", "auroc"]  # the paper's order, one row per paper number
     assert df.difference.iloc[:2].round(6).tolist() == [0.2, 0.45] and pd.isna(df.reproduced.iloc[2])
+    assert df.verdict.tolist() == ["one seed, no sd", "one seed, no sd", "not reproduced"]  # no std given
     md = compare_markdown(df)
-    assert "| VGG16 | svhn/l2 | fpr95 | 7.80 | 8.25 | +0.45 |  |" in md  # decimals as printed
-    assert "| CSI (Tack et al.) | svhn | auroc | 99.8 | n/a |  | reported |" in md
+    assert "| VGG16 | svhn/l2 | fpr95 | 7.80 | 8.25 | +0.45 |  |  | one seed, no sd |  |" in md  # decimals as printed
+    assert "| CSI (Tack et al.) | svhn | auroc | 99.8 | n/a |  |  |  | not reproduced | reported |" in md
     assert "## Table 4" in md and "2 of 2 numbers reproduced" in md and "0 of 1 numbers reproduced" in md
+
+
+def constructed() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A Table 3 with a seed range per column and a Table 4 judged in sd units; verdicts by hand."""
+    paper = [("table3", "Min", "svhn/norm_feature", "auroc", "90.0"), ("table3", "Max", "svhn/norm_feature", "auroc", "95.0"),
+             ("table3", "Mean", "svhn/norm_feature", "auroc", "93.0"), ("table3", "Min", "svhn/maxlogit", "auroc", "90.0"),
+             ("table3", "Max", "svhn/maxlogit", "auroc", "95.0"), ("table3", "Mean", "svhn/maxlogit", "auroc", "93.0"),
+             ("table4", "VGG16", "svhn/l2", "auroc", "95.8"), ("table4", "VGG16", "svhn/l2", "fpr95", "7.80"),
+             ("table4", "VGG16", "svhn/nol2", "auroc", "90.0"), ("table4", "VGG16", "svhn/nol2", "fpr95", "20.0"),
+             ("table1", "CSI (Tack et al.)", "svhn", "auroc", "99.8")]  # fmt: skip
+    paper = pd.DataFrame(paper, columns=[*KEYS, "printed"]).assign(note="")
+    paper["value"] = paper.printed.astype(float)
+    rep = [("table3", "Min", "svhn/norm_feature", "auroc", 91.0, 2.0, 5),   # (91 - 90) / 2 = 0.5 sd
+           ("table3", "Max", "svhn/norm_feature", "auroc", 99.0, 2.0, 5),   # 2 sd
+           ("table3", "Mean", "svhn/norm_feature", "auroc", 94.5, 2.0, 5),  # in [90, 95]
+           ("table3", "Min", "svhn/maxlogit", "auroc", 95.0, 0.5, 5),       # 10 sd
+           ("table3", "Max", "svhn/maxlogit", "auroc", 97.0, 0.5, 5),       # 4 sd
+           ("table3", "Mean", "svhn/maxlogit", "auroc", 96.0, 0.5, 5),      # above 95: outside
+           ("table4", "VGG16", "svhn/l2", "auroc", 96.0, 0.15, 15),         # 0.2 / 0.15 = 1.33 sd
+           ("table4", "VGG16", "svhn/l2", "fpr95", 8.25, 0.5, 15),          # 0.9 sd
+           ("table4", "VGG16", "svhn/nol2", "auroc", 89.0, 0.25, 15),       # -4 sd
+           ("table4", "VGG16", "svhn/nol2", "fpr95", 21.0, 0.0, 1)]  # one seed  # fmt: skip
+    return paper, pd.DataFrame(rep, columns=[*KEYS, "value", "std", "n_seeds"])
+
+
+def test_verdicts_on_constructed_numbers():
+    df = compare(*constructed()).set_index(["table", "row", "column", "metric"])
+    v = df.verdict
+    assert v[("table3", "Mean", "svhn/norm_feature", "auroc")] == "inside the paper's seed range"
+    assert v[("table3", "Mean", "svhn/maxlogit", "auroc")] == "outside the paper's seed range"
+    assert df.loc[("table3", "Mean", "svhn/maxlogit", "auroc"), ["paper_min", "paper_max"]].tolist() == [90.0, 95.0]
+    assert v[("table3", "Min", "svhn/norm_feature", "auroc")] == "within 1 sd"
+    assert v[("table3", "Max", "svhn/norm_feature", "auroc")] == "within 2 sd"  # exactly 2 sd counts as within
+    assert v[("table3", "Min", "svhn/maxlogit", "auroc")] == "beyond 2 sd"
+    assert df.loc[("table4", "VGG16", "svhn/l2", "auroc"), "sd_units"] == pytest.approx(0.2 / 0.15)
+    assert v[("table4", "VGG16", "svhn/l2", "auroc")] == "within 2 sd"
+    assert v[("table4", "VGG16", "svhn/l2", "fpr95")] == "within 1 sd"
+    assert df.loc[("table4", "VGG16", "svhn/nol2", "auroc"), "sd_units"] == pytest.approx(-4.0)
+    assert v[("table4", "VGG16", "svhn/nol2", "auroc")] == "beyond 2 sd"
+    assert v[("table4", "VGG16", "svhn/nol2", "fpr95")] == "one seed, no sd"
+    assert v[("table1", "CSI (Tack et al.)", "svhn", "auroc")] == "not reproduced"
+
+
+def test_one_summary_line_per_table():
+    df = compare(*constructed())
+    assert summaries(df) == {
+        "table3": "Table 3: 1 of 2 means inside the paper's seed range; 2 of 4 other numbers within 2 sd (1 within 1 sd)",
+        "table4": "Table 4: 2 of 3 numbers within 2 sd (1 within 1 sd); 1 from one seed, not judged",
+        "table1": "Table 1: 1 of 1 not reproduced",
+    }
+    md = compare_markdown(df)
+    assert "## Summary" in md and "- Table 4: 2 of 3 numbers within 2 sd (1 within 1 sd)" in md
+    assert "| Mean | svhn/maxlogit | auroc | 93.0 | 96.0 | +3.0 | 0.5 | +6.0 | outside the paper's seed range |" in md
 
 
 def test_compare_flags_unmatched_and_duplicate_reproduced_numbers():

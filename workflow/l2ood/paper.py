@@ -15,6 +15,7 @@ Example: the cell "98.6 / 7.80" of Table 4, row "ResNet50 (100)", under SVHN / L
 import re
 import warnings
 
+import numpy as np
 import pandas as pd
 
 from .tables import markdown_table
@@ -42,9 +43,7 @@ def load_paper_numbers(path) -> pd.DataFrame:
         raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {KEYS + ['value', 'note']}")
     bad = df[~df.value.str.match(NUMBER)]
     if len(bad):
-        raise ValueError(
-            f"{path}: values that are not printed numbers (e.g. 97.4):\n{bad.head().to_string()}"
-        )
+        raise ValueError(f"{path}: values that are not printed numbers (e.g. 97.4):\n{bad.head().to_string()}")
     dup = df[df.duplicated(KEYS, keep=False)]
     if len(dup):
         raise ValueError(f"{path}: the same (table,row,column,metric) twice:\n{dup.head().to_string()}")
@@ -120,9 +119,7 @@ def _cell(table: str, row: str, key: str, text: str) -> list[dict]:
     """ "97.4 / 14.8" -> an auroc and an fpr95 record; "92.6" -> accuracy or (Table 1) auroc."""
     parts = text.split(" / ")
     if len(parts) > 2 or not all(NUMBER.match(p) for p in parts):
-        raise ValueError(
-            f"{table}, row {row!r}, column {key!r}: cannot read {text!r} as a number or 'AUROC / FPR95'"
-        )
+        raise ValueError(f"{table}, row {row!r}, column {key!r}: cannot read {text!r} as a number or 'AUROC / FPR95'")
     if len(parts) == 2:
         metrics = ["auroc", "fpr95"]
     else:
@@ -133,19 +130,27 @@ def _cell(table: str, row: str, key: str, text: str) -> list[dict]:
     ]
 
 
-def compare(paper_df: pd.DataFrame, reproduced_df: pd.DataFrame) -> pd.DataFrame:
-    """Each paper number beside the reproduced one: columns KEYS, printed, paper, reproduced,
-    difference (reproduced - paper, percent points), note. One row per paper number, in the
-    paper's order; reproduced is NaN where nothing was reproduced (Table 1's other methods).
+#: sd-unit thresholds of the verdicts: within 1 sd, within 2 sd, beyond
+SD_LEVELS = (1.0, 2.0)
+#: rows of a table that prints a seed spread: the Mean row is judged against the Min..Max range
+SPREAD_ROWS = ("Min", "Max", "Mean")
 
-    ``reproduced_df`` has the KEYS and ``value`` (percent). A reproduced number that matches no
-    paper number (a misspelt row label, say) gives a warning naming it."""
+
+def compare(paper_df: pd.DataFrame, reproduced_df: pd.DataFrame) -> pd.DataFrame:
+    """Each paper number beside the reproduced one, with a verdict: columns KEYS, printed, paper,
+    reproduced, difference (reproduced - paper, percent points), std and n_seeds (of the reproduced
+    seeds), sd_units (difference / std), paper_min and paper_max (the paper's seed range, for the
+    Mean row of a table that prints Min and Max rows: Table 3), verdict, note. One row per paper
+    number, in the paper's order; reproduced is NaN where nothing was reproduced (Table 1's other
+    methods).
+
+    ``reproduced_df`` has the KEYS and ``value`` (percent), optionally ``std`` (percent) and
+    ``n_seeds``. A reproduced number that matches no paper number (a misspelt row label, say) gives
+    a warning naming it. The verdicts are ``verdict``'s."""
     dup = reproduced_df[reproduced_df.duplicated(KEYS, keep=False)]
     if len(dup):
-        raise ValueError(
-            f"reproduced numbers: the same (table,row,column,metric) twice:\n{dup.head().to_string()}"
-        )
-    rep = reproduced_df[[*KEYS, "value"]].rename(columns={"value": "reproduced"})
+        raise ValueError(f"reproduced numbers: the same (table,row,column,metric) twice:\n{dup.head().to_string()}")
+    rep = reproduced_df.reindex(columns=[*KEYS, "value", "std", "n_seeds"]).rename(columns={"value": "reproduced"})
     out = paper_df.rename(columns={"value": "paper"}).merge(rep, on=KEYS, how="left")
     out["difference"] = out.reproduced - out.paper
     extra = rep.merge(paper_df[KEYS], on=KEYS, how="left", indicator=True).query("_merge == 'left_only'")
@@ -154,7 +159,71 @@ def compare(paper_df: pd.DataFrame, reproduced_df: pd.DataFrame) -> pd.DataFrame
                       f"{extra[KEYS].head(3).to_dict('records')}", stacklevel=2)  # fmt: skip
     if "note" not in out:
         out["note"] = ""
-    return out[[*KEYS, "printed", "paper", "reproduced", "difference", "note"]]
+    out = out.merge(_paper_spread(paper_df), on=KEYS, how="left")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        units = out.difference / out["std"]
+    out["sd_units"] = np.where((out["std"] == 0) & (out.difference == 0), 0.0, units)
+    out["verdict"] = [verdict(r) for r in out.itertuples()]
+    cols = ["printed", "paper", "reproduced", "difference", "std", "n_seeds", "sd_units", "paper_min", "paper_max"]
+    return out[[*KEYS, *cols, "verdict", "note"]]
+
+
+def _paper_spread(paper_df: pd.DataFrame) -> pd.DataFrame:
+    """KEYS of each Mean row of a table with Min and Max rows, with that column's paper_min, paper_max."""
+    lo, hi, mean = SPREAD_ROWS
+    cols = ["table", "column", "metric"]
+    spread = paper_df[paper_df.row == lo][[*cols, "value"]].rename(columns={"value": "paper_min"})
+    spread = spread.merge(
+        paper_df[paper_df.row == hi][[*cols, "value"]].rename(columns={"value": "paper_max"}), on=cols
+    )
+    return spread.assign(row=mean)[[*KEYS, "paper_min", "paper_max"]]
+
+
+def verdict(r) -> str:
+    """One compared number's verdict (``r`` a row of ``compare``'s frame):
+
+    * "not reproduced" without a reproduced value;
+    * where the paper prints a seed range: "inside the paper's seed range" if
+      paper_min <= reproduced <= paper_max, else "outside the paper's seed range";
+    * otherwise, by |difference| / std of the reproduced seeds: "within 1 sd", "within 2 sd",
+      "beyond 2 sd"; "one seed, no sd" where fewer than two seeds give no std.
+    """
+    if pd.isna(r.reproduced):
+        return "not reproduced"
+    if not pd.isna(r.paper_min):
+        inside = r.paper_min <= r.reproduced <= r.paper_max
+        return "inside the paper's seed range" if inside else "outside the paper's seed range"
+    if pd.isna(r.sd_units) or (not pd.isna(r.n_seeds) and r.n_seeds < 2):
+        return "one seed, no sd"
+    for level in SD_LEVELS:
+        if abs(r.sd_units) <= level:
+            return f"within {level:g} sd"
+    return f"beyond {SD_LEVELS[-1]:g} sd"
+
+
+def summaries(df: pd.DataFrame) -> dict[str, str]:
+    """One line per table, e.g. "Table 4: 38 of 42 numbers within 2 sd (30 within 1 sd)"."""
+    out = {}
+    for table, t in df.groupby("table", sort=False):
+        v = t.verdict
+        parts = []
+        ranged = v.str.contains("seed range")
+        if ranged.any():
+            inside = (v == "inside the paper's seed range").sum()
+            parts.append(f"{inside} of {ranged.sum()} means inside the paper's seed range")
+        judged = v.str.startswith(("within", "beyond"))
+        if judged.any():
+            within = v.isin([f"within {lv:g} sd" for lv in SD_LEVELS])
+            first = (v == f"within {SD_LEVELS[0]:g} sd").sum()
+            other = " other" if ranged.any() else ""
+            parts.append(f"{within.sum()} of {judged.sum()}{other} numbers within {SD_LEVELS[-1]:g} sd "
+                         f"({first} within {SD_LEVELS[0]:g} sd)")  # fmt: skip
+        if (v == "one seed, no sd").any():
+            parts.append(f"{(v == 'one seed, no sd').sum()} from one seed, not judged")
+        if (v == "not reproduced").any():
+            parts.append(f"{(v == 'not reproduced').sum()} of {len(t)} not reproduced")
+        out[table] = f"{table.replace('table', 'Table ')}: " + "; ".join(parts)
+    return out
 
 
 def _decimals(printed: str) -> int:
@@ -162,17 +231,22 @@ def _decimals(printed: str) -> int:
 
 
 def compare_markdown(df: pd.DataFrame) -> str:
-    """``compare``'s frame as markdown: one section per table; the reproduced value and the
-    difference rounded to the printed number's decimals."""
-    out = ["# Paper vs reproduced", "",
-           "Percent; difference = reproduced - paper; n/a = not reproduced (Table 1's other methods).", ""]  # fmt: skip
+    """``compare``'s frame as markdown: the per-table summaries, then one section per table; the
+    reproduced value and the difference rounded to the printed number's decimals."""
+    lines = summaries(df)
+    intro = ("Percent; difference = reproduced - paper; sd = the standard deviation of the reproduced seeds. "
+             "Verdict: where the paper prints a seed range (Table 3's Min and Max), whether the reproduced "
+             "mean lies inside it; elsewhere |difference| in units of sd. n/a = not reproduced (Table 1's "
+             "other methods).")  # fmt: skip
+    out = ["# Paper vs reproduced", "", intro, "", "## Summary", ""]
+    out += [f"- {line}" for line in lines.values()] + [""]
     for table, t in df.groupby("table", sort=False):
         done = t[t.reproduced.notna()]
         mad = f"; mean |difference| {done.difference.abs().mean():.2f}" if len(done) else ""
         out += [
             f"## {table.replace('table', 'Table ')}",
             "",
-            f"{len(done)} of {len(t)} numbers reproduced{mad}.",
+            f"{lines[table]}. {len(done)} of {len(t)} numbers reproduced{mad}.",
             "",
         ]
         rows = []
@@ -180,8 +254,11 @@ def compare_markdown(df: pd.DataFrame) -> str:
             d = _decimals(r.printed)
             rep = "n/a" if pd.isna(r.reproduced) else f"{r.reproduced:.{d}f}"
             diff = "" if pd.isna(r.difference) else f"{r.difference:+.{d}f}"
-            cells = [r.row, r.column, r.metric, r.printed, rep, diff, str(r.note or "")]
+            sd = "" if pd.isna(r.std) else f"{r.std:.{d}f}"
+            units = "" if pd.isna(r.sd_units) else f"{r.sd_units:+.1f}"
+            cells = [r.row, r.column, r.metric, r.printed, rep, diff, sd, units, r.verdict, str(r.note or "")]
             rows.append([c.replace("|", "\\|") for c in cells])
-        header = ["row", "column", "metric", "paper", "reproduced", "difference", "note"]
+        header = ["row", "column", "metric", "paper", "reproduced", "difference", "sd", "difference / sd", "verdict",
+                  "note"]  # fmt: skip
         out += [markdown_table(header, rows)]
     return "\n".join(out)

@@ -5,11 +5,13 @@ from _common import setup
 
 log = setup(snakemake)
 
-from l2ood.paper import compare, compare_markdown, load_paper_numbers  # noqa: E402
+from l2ood.paper import compare, compare_markdown, load_paper_numbers, summaries  # noqa: E402
 
 frames = [pd.read_csv(p).assign(table=Path(p).stem) for p in snakemake.input.tables]
-reproduced = pd.concat(frames, ignore_index=True)[["table", "row", "column", "metric", "value"]]
+reproduced = pd.concat(frames, ignore_index=True)[["table", "row", "column", "metric", "value", "std", "n_seeds"]]
 df = compare(load_paper_numbers(snakemake.input.numbers), reproduced)
 df.to_csv(snakemake.output.csv, index=False)
 Path(snakemake.output.md).write_text(compare_markdown(df))
 log.info("%d paper numbers, %d reproduced", len(df), df["reproduced"].notna().sum())
+for line in summaries(df).values():
+    log.info("%s", line)
