@@ -4,9 +4,9 @@ One cluster (tests/slurm/cluster.py: munged, slurmctld, slurmd, two fake GPUs) s
 and one SLURM run of the study serves most of them: its head process is SIGKILLed after the first
 training job finished, the jobs it left running are cancelled (a preemption), and the same command
 finishes the study. Checked: jobs went through sbatch and only the local rules stayed local;
-training jobs were given a GPU, the memory and the partition the profile asks for; the study's
-metrics equal a local run's; the restart redid only what was unfinished; a failing job is retried
-once and then reported as failed.
+training and inference jobs were given a GPU, the CPUs, the memory and the partition the profile
+asks for; the study's metrics equal a local run's; the restart redid only what was unfinished; a
+failing job is retried once and then reported as failed.
 
 Needs Debian's slurmctld, slurmd, slurm-client and munge (`bash .ci/install-slurm.sh`) and root.
 Without them the tests skip here, and fail under CI=true. About 2.5 minutes on 2 cores.
@@ -186,8 +186,9 @@ def cluster(tmp_path_factory):
         if os.environ.get("CI") == "true":
             pytest.fail(f"SLURM tests cannot run in CI: {reason}", pytrace=False)
         pytest.skip(reason)
-    # 2 CPUs: at most two jobs at once, so the head is killed with training jobs still to run
-    c = slurm_cluster.start(tmp_path_factory.mktemp("slurm"), cpus=2)
+    # 8 CPUs: two GPU jobs of 4 CPUs (the profile's set-threads) at once, limited by the two GPUs,
+    # so the head is killed with training jobs still to run
+    c = slurm_cluster.start(tmp_path_factory.mktemp("slurm"), cpus=8)
     try:
         yield c
     finally:
@@ -198,7 +199,11 @@ def cluster(tmp_path_factory):
 def local_metrics(tmp_path_factory) -> pd.DataFrame:
     work = copy_repo(tmp_path_factory.mktemp("local"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    snakemake(work, ["--cores", "2", "--resources", "gpu=2", *TINY], env, work / "run.log", timeout=300)
+    # the threads the cluster's jobs get: a CPU sums in another order with another thread count
+    threads = yaml.safe_load((work / "profiles/slurm/config.yaml").read_text())["set-threads"]
+    same_threads = ["--set-threads", *(f"{rule}={n}" for rule, n in threads.items())]
+    args = ["--cores", "8", "--resources", "gpu=2", *same_threads, *TINY]
+    snakemake(work, args, env, work / "run.log", timeout=300)
     return pd.read_csv(work / "results/demo/metrics.csv")
 
 
@@ -257,27 +262,34 @@ def test_jobs_go_through_sbatch_and_local_rules_stay_local(slurm_run, cluster):
     assert local >= {"study_metrics", "table", "figure"} and not local & on_slurm, (local, on_slurm)
 
 
-def test_training_jobs_get_a_gpu_and_the_profiles_resources(slurm_run):
+def test_training_and_inference_jobs_get_a_gpu_and_the_profiles_resources(slurm_run):
     profile = yaml.safe_load((slurm_run["work"] / "profiles/slurm/config.yaml").read_text())
-    train_mem = profile["set-resources"]["train"]["mem_mb"]
     jobs = {j["JobId"]: j for j in slurm_run["jobs"]}
     ran = [j for j in jobs.values() if j["JobState"] == "COMPLETED"]  # not those cancelled
     train = [j for j in ran if j["Comment"].startswith("rule_train_")]
+    infer = [j for j in ran if j["Comment"].startswith("rule_infer_")]
     # No run and seed completed twice. Fewer than TRAIN_JOBS can show COMPLETED: a tiny training
     # job can finish its work in the moment between the head's kill and the scancel, and then
     # shows CANCELLED (the restart test checks that such a job is not redone).
     names = [j["Comment"] for j in train]
     states = "\n".join(str((j["JobId"], j["Comment"], j["JobState"])) for j in jobs.values())
     assert names and len(set(names)) == len(names) <= TRAIN_JOBS, states
-    for j in train:
-        assert j.get("JOB_GRES") == "gpu:1", j  # the allocation itself, not just the request
-        assert j["Partition"] == "gpu" and j["MinMemoryNode"] == f"{train_mem}M", j
+    assert infer, states  # every run and seed is inferred after the restart at the latest
+    for rule, rule_jobs in (("train", train), ("infer", infer)):
+        mem, threads = profile["set-resources"][rule]["mem_mb"], profile["set-threads"][rule]
+        for j in rule_jobs:
+            assert j.get("JOB_GRES") == "gpu:1", j  # the allocation itself, not just the request
+            assert j["Partition"] == "gpu" and j["MinMemoryNode"] == f"{mem}M", j
+            assert threads > 1 and j["NumCPUs"] == str(threads), j
     for j in ran:
         if j["Comment"].startswith(("rule_prepare_", "rule_evaluate_")):
             assert j.get("JOB_GRES") in (None, "(null)") and j["Partition"] == "cpu", j
-    # inside the job, the training script saw its GPU
-    for log in (slurm_run["work"] / "logs/train").rglob("*.log"):
-        assert re.search(r"CUDA_VISIBLE_DEVICES=[01]\b", log.read_text()), log
+    # inside the job, the training and the inference script saw their GPU
+    for rule in ("train", "infer"):
+        logs = list((slurm_run["work"] / "logs" / rule).rglob("*.log"))
+        assert logs, rule
+        for log in logs:
+            assert re.search(r"CUDA_VISIBLE_DEVICES=[01]\b", log.read_text()), log
 
 
 def test_outputs_match_a_local_run(slurm_run, local_metrics):

@@ -1,5 +1,6 @@
 """The training engine: schedules, augmentation, determinism, resume after a real kill, NaN stop."""
 
+import json
 import math
 import os
 import signal
@@ -169,29 +170,39 @@ def test_infer_rejects_wrong_resolution(tmp_path):
 
 
 RUNNER = """
-import sys, numpy as np
+import json, logging, sys, numpy as np
 sys.path.insert(0, {root!r})
 from test_train import tiny_cfg, tiny_data
 from l2ood.train import fit
+logging.basicConfig(level=logging.INFO)
 images, labels = tiny_data(n=3000, size=16)
-fit(tiny_cfg(epochs=8, size=16, width=8), images, labels, sys.argv[1], seed=5)
+fit(tiny_cfg(epochs=8, size=16, width=8), images, labels, sys.argv[1], seed=5, engine=json.loads(sys.argv[2]))
 """
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_resumes_bit_identical(tmp_path, sig):
+    """SIGKILL after the checkpoint of epoch 2 (checkpoints after every epoch), or SIGTERM after
+    epoch 2 with no interval checkpoint due (60 minutes): the SIGTERM writes the checkpoint."""
     script = tmp_path / "run.py"
     script.write_text(RUNNER.format(root=str(ROOT / "tests")))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "OMP_NUM_THREADS": "1"}
+    engine = json.dumps({"checkpoint_minutes": 0 if sig == signal.SIGKILL else 60})
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run([sys.executable, script, ref], check=True, env=env, timeout=300)
+    subprocess.run([sys.executable, script, ref, engine], check=True, env=env, timeout=300, capture_output=True)
 
-    proc = subprocess.Popen([sys.executable, script, cut], env=env)
+    log = tmp_path / "cut.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, script, cut, engine], env=env, stderr=err)
     ckpt = cut / CHECKPOINT
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if ckpt.exists() and torch.load(ckpt, weights_only=False)["state"]["epoch"] >= 2:
+        if sig == signal.SIGKILL:
+            ready = ckpt.exists() and torch.load(ckpt, weights_only=False)["state"]["epoch"] >= 2
+        else:
+            ready = "epoch 2/8" in log.read_text()
+        if ready:
             proc.send_signal(sig)
             break
         time.sleep(0.05)
@@ -201,7 +212,7 @@ def test_killed_run_resumes_bit_identical(tmp_path, sig):
     killed_at = torch.load(ckpt, weights_only=False)["state"]["epoch"]
     assert 2 <= killed_at < 8
 
-    subprocess.run([sys.executable, script, cut], check=True, env=env, timeout=300)
+    subprocess.run([sys.executable, script, cut, engine], check=True, env=env, timeout=300, capture_output=True)
     a, b = torch.load(ref / "model.pt")["state_dict"], torch.load(cut / "model.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
     ha, hb = pd.read_csv(ref / "history.csv"), pd.read_csv(cut / "history.csv")
@@ -246,3 +257,155 @@ def test_infer_returns_one_norm_per_image(tmp_path):
         _, z = model(A.normalize(T.to_device_images(images[:10], torch.device("cpu")), *T.norm_tensors(tiny_cfg(), "cpu")))
     np.testing.assert_allclose(batch, z.norm(dim=1).numpy(), rtol=1e-5)
     assert not np.allclose(batch, torch.norm(z).item())
+
+
+# --- the GPU path, observed on the CPU (issue 11) ---------------------------------------------
+
+
+def test_resume_loads_the_checkpoint_to_the_cpu_whatever_the_device(tmp_path):
+    """A CUDA run mapped its checkpoint to the GPU, and the RNG setters (CPU ByteTensors only)
+    crashed every resume. ``meta`` stands in for the GPU: a run whose device is not the CPU must
+    still restore weights, optimizer state and every RNG state from the file."""
+    images, labels = tiny_data()
+    cfg = tiny_cfg(optimizer="adamw", betas=[0.9, 0.999])
+    e, cpu = T.resolve_engine({"device": "cpu"}), torch.device("cpu")
+    run = T.setup(cfg, images, labels, 0, e, cpu)
+    T.train_epoch(run, 0)
+    T.save_checkpoint(tmp_path / CHECKPOINT, run, T.new_progress())
+    saved_rng, saved_gen = torch.get_rng_state(), run.gen.get_state()
+
+    other = T.setup(cfg, images, labels, 0, e, cpu)
+    other.device = torch.device("meta")  # where the old code mapped the checkpoint's tensors
+    torch.manual_seed(99)
+    assert T.load_checkpoint(tmp_path / CHECKPOINT, other) == T.new_progress()
+    assert torch.equal(torch.get_rng_state(), saved_rng) and torch.equal(other.gen.get_state(), saved_gen)
+    a, b = run.model.state_dict(), other.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    states = list(other.optimizer.state.values())
+    assert states and all(s["step"].device.type == "cpu" for s in states)  # AdamW's counters stay on the CPU
+    ref = list(run.optimizer.state.values())
+    assert all(torch.equal(s["exp_avg"], r["exp_avg"]) for s, r in zip(states, ref))
+
+
+def test_sigterm_mid_epoch_writes_a_checkpoint_that_resumes_bit_identically(tmp_path, monkeypatch):
+    """SIGTERM (SLURM's notice before preemption or the time limit) in the middle of epoch 2:
+    the run saves where it stands and stops; the restart continues from that step, and the
+    result equals an uninterrupted run's. No interval checkpoint is due (60 minutes)."""
+    images, labels = tiny_data()
+    engine = {"checkpoint_minutes": 60}
+    T.fit(tiny_cfg(epochs=3), images, labels, tmp_path / "ref", seed=2, engine=engine)
+
+    calls, augment = [], T.aug.augment
+
+    def augment_then_sigterm(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:  # 4 steps per epoch (120 images, batch 32): epoch 2, step 2
+            os.kill(os.getpid(), signal.SIGTERM)
+        return augment(*args, **kwargs)
+
+    def outside_fit(signum, frame):
+        raise AssertionError("the SIGTERM reached the handler outside fit")
+
+    previous = signal.signal(signal.SIGTERM, outside_fit)
+    try:
+        monkeypatch.setattr(T.aug, "augment", augment_then_sigterm)
+        with pytest.raises(T.TrainingInterrupted, match="epoch 2, step 2"):
+            T.fit(tiny_cfg(epochs=3), images, labels, tmp_path / "cut", seed=2, engine=engine)
+        assert signal.getsignal(signal.SIGTERM) is outside_fit  # fit put the previous handler back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    monkeypatch.undo()
+    state = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)["state"]
+    assert state["epoch"] == 1 and state["position"]["step"] == 2 and not (tmp_path / "cut/model.pt").exists()
+
+    T.fit(tiny_cfg(epochs=3), images, labels, tmp_path / "cut", seed=2, engine=engine)
+    a, b = (torch.load(tmp_path / k / "model.pt")["state_dict"] for k in ("ref", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    cols = ["epoch", "loss", "accuracy", "lr"]
+    ha, hb = (pd.read_csv(tmp_path / k / "history.csv")[cols] for k in ("ref", "cut"))
+    pd.testing.assert_frame_equal(ha, hb)
+    np.testing.assert_array_equal(*(np.load(tmp_path / k / "probes.npz")["norms"] for k in ("ref", "cut")))
+
+
+@pytest.mark.parametrize("minutes, saves", [(0, 2), (60, 0)])
+def test_checkpoints_follow_the_wall_clock_interval(tmp_path, monkeypatch, minutes, saves):
+    """checkpoint_minutes: 0 = after every epoch but the last; otherwise only once that long has
+    passed (a 3-epoch run of a second writes none), not after every epoch."""
+    images, labels = tiny_data()
+    written, save = [], T.save_checkpoint
+    monkeypatch.setattr(T, "save_checkpoint", lambda *a: (written.append(a[2]["epoch"]), save(*a)))
+    T.fit(tiny_cfg(epochs=3), images, labels, tmp_path, seed=0, engine={"checkpoint_minutes": minutes})
+    assert written == [1, 2][:saves]
+
+
+def test_the_engine_trains_in_float32_with_tf32_on_cuda():
+    """bf16 autocast is off by default (DDU and LogitNorm train in float32); TF32 is on on CUDA."""
+    assert T.ENGINE_DEFAULTS["amp"] is False and T.ENGINE_DEFAULTS["tf32"] == "auto"
+    cuda = T.resolve_engine({"device": "cuda"})  # resolving needs no GPU
+    assert (cuda["amp"], cuda["tf32"], cuda["channels_last"]) == (False, True, True)
+    assert T.resolve_engine({"device": "cpu"})["tf32"] is False
+    with pytest.raises(ValueError, match="compile_mode 'fast': choose one of default, reduce-overhead"):
+        T.resolve_engine({"compile_mode": "fast"})
+
+
+def test_tf32_is_set_for_a_cuda_run_and_restored_after():
+    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    with T.backend_flags(False, torch.device("cuda"), tf32=True):  # the flags need no GPU to be set
+        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
+    with T.backend_flags(False, torch.device("cuda"), tf32=False):
+        assert torch.get_float32_matmul_precision() == "highest" and not torch.backends.cudnn.allow_tf32
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == saved
+
+
+def test_optimizers_use_fused_kernels_on_cuda_only():
+    assert T.optimizer_kernels("cuda") == {"fused": True}
+    assert T.optimizer_kernels("cpu") == {} and T.optimizer_kernels("meta") == {}
+    sgd = T.build_optimizer(torch.nn.Linear(2, 2), tiny_cfg()["recipe"])  # on the CPU: PyTorch's default
+    assert not sgd.defaults["fused"]
+
+
+def test_channels_last_keeps_the_layout_the_data_come_in(tmp_path, monkeypatch):
+    """channels-last: the NHWC training set is used as it is (no NCHW copy on load), batches are
+    gathered and fed in that layout, and the model input has augment.normalize's values."""
+    images, labels = tiny_data()
+    e, cpu, cl = T.resolve_engine({"device": "cpu", "channels_last": True}), torch.device("cpu"), torch.channels_last
+    run = T.setup(tiny_cfg(), images, labels, 0, e, cpu)
+    assert run.images.is_contiguous(memory_format=cl) and run.images.data_ptr() == images.ctypes.data
+    assert run.probe_images.is_contiguous(memory_format=cl)
+    batch = T.take(run.images, torch.tensor([5, 1, 7]))
+    assert batch.is_contiguous(memory_format=cl) and torch.equal(batch, run.images[[5, 1, 7]])
+    x = T.model_input(batch, run.mean, run.std, cl)
+    assert x.is_contiguous(memory_format=cl) and torch.equal(x, A.normalize(batch, run.mean, run.std))
+    # what the model sees in training
+    seen, build = [], T.build_model
+
+    def observed_model(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].is_contiguous(memory_format=cl)))
+        return model
+
+    monkeypatch.setattr(T, "build_model", observed_model)
+    T.fit(tiny_cfg(epochs=1), images, labels, tmp_path, seed=0, engine={"channels_last": True})
+    assert seen and all(seen)
+
+
+def test_compiled_step_sees_full_batches_only_and_shares_its_cache(tmp_path, monkeypatch):
+    """torch.compile with the engine's mode, one static shape (dynamic=False), the cache in
+    compile_cache_dir; the epoch's last, short batch (120 = 3 x 32 + 24) runs uncompiled, and the
+    run is the same training as without compile (a stand-in compiler that runs the model as is)."""
+    images, labels = tiny_data()
+    compiled, batches = [], []
+
+    def fake_compile(model, **kwargs):
+        compiled.append(kwargs)
+        return lambda x: (batches.append(len(x)), model(x))[1]
+
+    monkeypatch.setattr(T.torch, "compile", fake_compile)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    engine = {"compile": True, "compile_mode": "max-autotune", "compile_cache_dir": str(tmp_path / "cache")}
+    T.fit(tiny_cfg(epochs=1), images, labels, tmp_path / "a", seed=0, engine=engine)
+    assert compiled == [{"mode": "max-autotune", "dynamic": False}] and batches == [32, 32, 32]
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str((tmp_path / "cache").resolve())
+    T.fit(tiny_cfg(epochs=1), images, labels, tmp_path / "b", seed=0)
+    a, b = (torch.load(tmp_path / k / "model.pt")["state_dict"] for k in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)

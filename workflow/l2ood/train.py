@@ -9,9 +9,11 @@ every test image's feature norm and logits. The probes and inference share one b
 pass, ``batched_forward``.
 
 Resumable: a checkpoint (model, optimizer, every RNG state, history, probes, epoch) is written
-atomically after every epoch to ``<out_dir>/checkpoint.pt`` (``l2ood.layout.CHECKPOINT``), a path
-Snakemake does not declare (it deletes a failed job's declared outputs). A restarted job resumes
-from it; on CPU the result is bit-identical to an uninterrupted run.
+atomically to ``<out_dir>/checkpoint.pt`` (``l2ood.layout.CHECKPOINT``), a path Snakemake does not
+declare (it deletes a failed job's declared outputs): at the end of an epoch once
+``checkpoint_minutes`` have passed since the last one, and at SIGTERM (what SLURM sends before it
+preempts or times out a job), then mid-epoch, with the epoch's position (``interrupt``). A
+restarted job resumes from it; on CPU the result is bit-identical to an uninterrupted run.
 """
 
 import contextlib
@@ -21,6 +23,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,14 +47,39 @@ log = logging.getLogger("l2ood.train")
 # set: config.yaml's `engine:` changes them, the schema checks their names and types only.
 ENGINE_DEFAULTS = {
     "device": "auto",  # "auto": cuda if available, else cpu
-    "amp": "auto",  # bf16 autocast; "auto" = on CUDA only (17x slower on a CPU without native bf16)
-    "compile": False,  # torch.compile the model; costs 50-80 s on CPU for no gain, so opt-in
+    # bf16 autocast: off, so the paper study trains in float32 as DDU and LogitNorm do (the CCT
+    # authors trained with amp). No GPU has measured yet what bf16 does to these runs' losses and
+    # feature norms: benchmarks/gpu_check.py compares the losses; turn it on once that shows no
+    # difference that matters. (On a CPU without native bf16 it is also 17x slower.)
+    "amp": False,
+    # TF32 matmuls and convolutions (10-bit mantissa products, float32 accumulation); "auto" = on
+    # CUDA. Most of bf16's speed on an H100 at float32's range; cuDNN convolutions use it by default.
+    "tf32": "auto",
+    "compile": False,  # torch.compile the training step; costs 50-80 s on CPU for no gain, so opt-in
+    # torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune (+ kernel search)
+    # | max-autotune-no-cudagraphs. The graph is compiled for full batches only (dynamic=False);
+    # an epoch's last, shorter batch runs uncompiled, so it forces no second graph and no image is
+    # dropped (the same training as without compile).
+    "compile_mode": "default",
+    # TORCHINDUCTOR_CACHE_DIR (unless set): one compile cache for every job of a run, relative to
+    # the working directory (the workflow's, shared by the nodes of a cluster), so 210 jobs do not
+    # each compile the same graphs again.
+    "compile_cache_dir": "results/.cache/torchinductor",
     "channels_last": "auto",  # NHWC memory format; "auto" = on CUDA (tensor-core friendly)
     "log_every": 50,  # read the loss (a host sync) every N steps only
-    "checkpoint_every": 1,  # epochs between resume checkpoints
+    # minutes between resume checkpoints, written at the end of an epoch (0 = after every epoch);
+    # a SIGTERM (preemption, time limit) writes one at once. A ResNet50 checkpoint is ~170 MiB:
+    # one per ~1 s epoch would cost 15-30 % of the run and ~5 TB of writes for the paper.
+    "checkpoint_minutes": 10,
     "deterministic": False,  # torch.use_deterministic_algorithms; CPU runs are deterministic anyway
     "infer_batch_size": 1024,  # images per forward pass in inference and in the per-epoch probes
+    # GPU jobs sharing one GPU on a workstation (l2ood.gpus; `--resources gpu=` then counts
+    # GPUs x jobs_per_gpu). LogitNorm+ and CCT at batch 128 leave an H100 mostly idle.
+    "jobs_per_gpu": 1,
 }
+
+#: values of engine.compile_mode (torch.compile's modes)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 #: what each optimizer reads from the recipe; config.yaml's recipes state every one of them.
 OPTIMIZER_KEYS = {
@@ -79,9 +108,11 @@ def resolve_engine(engine: dict | None) -> dict:
     if e["device"] == "auto":
         e["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     on_cuda = torch.device(e["device"]).type == "cuda"
-    for key in ("amp", "channels_last"):
+    for key in ("amp", "tf32", "channels_last"):
         if e[key] == "auto":
             e[key] = on_cuda
+    if e["compile_mode"] not in COMPILE_MODES:
+        raise ValueError(f"engine.compile_mode {e['compile_mode']!r}: choose one of {', '.join(COMPILE_MODES)}")
     return e
 
 
@@ -130,6 +161,7 @@ def build_optimizer(model: torch.nn.Module, recipe: dict, recipe_name: str | Non
             f"{' and '.join(missing)} to it in config.yaml (the training code defaults none of them)"
         )
     params = param_groups(model, recipe.get("weight_decay_exempt", "none"))
+    kernels = optimizer_kernels(next(model.parameters()).device.type)
     if name == "sgd":
         return torch.optim.SGD(
             params,
@@ -137,8 +169,11 @@ def build_optimizer(model: torch.nn.Module, recipe: dict, recipe_name: str | Non
             momentum=recipe["momentum"],
             weight_decay=recipe["weight_decay"],
             nesterov=recipe["nesterov"],
+            **kernels,
         )
-    return torch.optim.AdamW(params, lr=recipe["lr"], betas=tuple(recipe["betas"]), weight_decay=recipe["weight_decay"])
+    return torch.optim.AdamW(
+        params, lr=recipe["lr"], betas=tuple(recipe["betas"]), weight_decay=recipe["weight_decay"], **kernels
+    )
 
 
 #: recipe ``weight_decay_exempt`` values: "none" decays every parameter (DDU, torch.optim's
@@ -165,6 +200,13 @@ def param_groups(model: torch.nn.Module, exempt: str) -> list[dict]:
     ]
 
 
+def optimizer_kernels(device_type: str) -> dict:
+    """The optimizer's kernel choice for parameters on ``device_type``: one fused kernel per step
+    on CUDA (the default there, foreach, still launches a few kernels per parameter group and
+    reads AdamW's CPU step counters with a host sync per tensor); PyTorch's default elsewhere."""
+    return {"fused": True} if device_type == "cuda" else {}
+
+
 def config_digest(cfg: dict, seed: int) -> str:
     return hashlib.sha256(json.dumps([cfg, seed], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -179,6 +221,7 @@ def rng_states(gen: torch.Generator) -> dict:
 
 
 def set_rng_states(states: dict, gen: torch.Generator) -> None:
+    """Restore ``rng_states``; every torch state must be a CPU ByteTensor (the setters take no other)."""
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -203,9 +246,31 @@ def probe_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picks))
 
 
-def to_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 N x H x W x 3 (numpy) -> uint8 N x 3 x H x W on ``device``, moved once."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).contiguous()
+def to_device_images(
+    images: np.ndarray, device: torch.device, fmt: torch.memory_format = torch.contiguous_format
+) -> torch.Tensor:
+    """uint8 N x H x W x 3 (numpy) -> uint8 (N, 3, H, W) on ``device``, moved once, in layout ``fmt``.
+
+    channels-last is the layout the arrays come in (NHWC): the tensor is a view of the moved
+    array, no copy; contiguous (NCHW) is one copy.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
+    return x.contiguous(memory_format=fmt)
+
+
+def take(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``images[idx]`` along the first axis, keeping the layout (index_select: 20x faster than
+    ``images[idx]`` on uint8; it would turn a channels-last tensor contiguous, so a channels-last
+    one is gathered as the N x H x W x C array it is)."""
+    if images.is_contiguous():
+        return images.index_select(0, idx)
+    return images.permute(0, 2, 3, 1).index_select(0, idx).permute(0, 3, 1, 2)
+
+
+def model_input(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> the model's float input in layout ``fmt``: ``augment.normalize``'s
+    arithmetic, with the layout change folded into the one uint8 -> float conversion."""
+    return x.to(torch.float32, memory_format=fmt).div_(255.0).sub_(mean).div_(std)
 
 
 def norm_tensors(cfg: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,8 +292,8 @@ def batched_forward(
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size]
         if isinstance(x, np.ndarray):
-            x = to_device_images(x, mean.device)
-        logits, z = model(aug.normalize(x, mean, std).contiguous(memory_format=fmt))
+            x = to_device_images(x, mean.device, fmt)
+        logits, z = model(model_input(x, mean, std, fmt))
         yield logits.float(), z.float()
 
 
@@ -252,32 +317,59 @@ def fit(cfg: dict, images: np.ndarray, labels: np.ndarray, out_dir, seed: int, e
     ``cfg``: the resolved run config (model, model_kwargs, head, num_classes, image_size,
     normalize, probe_size, recipe). Writes the ``model``, ``history``, ``collapse`` and
     ``probes`` files of ``l2ood.layout.TRAIN_OUTPUTS``; returns the history rows.
+
+    Raises ``TrainingInterrupted`` after a SIGTERM, once the checkpoint is written.
     """
     e = resolve_engine(engine)
     device = torch.device(e["device"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with backend_flags(e["deterministic"], device):
-        return _fit(cfg, images, labels, out_dir, seed, e, device)
+    with backend_flags(e["deterministic"], device, e["tf32"]), interrupt_on_sigterm() as stop:
+        return _fit(cfg, images, labels, out_dir, seed, e, device, stop)
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped at a SIGTERM; the checkpoint it wrote resumes it."""
 
 
 @contextlib.contextmanager
-def backend_flags(deterministic: bool, device: torch.device):
+def interrupt_on_sigterm():
+    """Inside the block a SIGTERM only sets the yielded event, which the loop checks after every
+    step; the previous handler is back after the block. Outside the main thread (where Python
+    allows no handler) the event is never set."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def backend_flags(deterministic: bool, device: torch.device, tf32: bool = False):
     """Set torch's process-wide algorithm flags for one training run and restore them after."""
-    saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+             torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)  # fmt: skip
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not deterministic  # picks the fastest conv kernels for fixed shapes
+        torch.set_float32_matmul_precision("high" if tf32 else "highest")  # "high": TF32 matmuls
+        torch.backends.cudnn.allow_tf32 = tf32
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(saved[0])
         torch.backends.cudnn.benchmark = saved[1]
+        torch.set_float32_matmul_precision(saved[2])
+        torch.backends.cudnn.allow_tf32 = saved[3]
 
 
-def _fit(cfg: dict, images, labels, out_dir: Path, seed: int, e: dict, device: torch.device) -> list:
+def _fit(cfg: dict, images, labels, out_dir: Path, seed: int, e: dict, device: torch.device, stop) -> list:
     ckpt_path = out_dir / CHECKPOINT
     run = setup(cfg, images, labels, seed, e, device)
     epochs = run.recipe["epochs"]
@@ -288,11 +380,15 @@ def _fit(cfg: dict, images, labels, out_dir: Path, seed: int, e: dict, device: t
     if not progress["norms"]:  # a fresh run: epoch 0 of the probes is the initialisation
         record_probe(progress, 0, probe_features(run), None, run.probe_labels)
     prev_z = progress["last_probe"].to(device)
+    last_save = time.monotonic()
 
     run.model.train()
     for epoch in range(progress["epoch"], epochs):
-        # one pass over the shuffled, augmented training set
-        row = train_epoch(run, epoch)
+        # one pass over the shuffled, augmented training set (from where a SIGTERM stopped it)
+        row = train_epoch(run, epoch, progress.pop("position", None), stop)
+        if isinstance(row, EpochPosition):  # SIGTERM mid-epoch: save where it stands, stop
+            save_checkpoint(ckpt_path, run, {**progress, "position": dict(row)})
+            raise TrainingInterrupted(f"SIGTERM at epoch {epoch + 1}, step {row['step']}: checkpoint written")
         progress["history"].append(row)
         # the probe images' features now, their norms and change since the last epoch
         z = probe_features(run)
@@ -304,9 +400,14 @@ def _fit(cfg: dict, images, labels, out_dir: Path, seed: int, e: dict, device: t
             epoch + 1, epochs, row["loss"], row["accuracy"], row["lr"], row["seconds"], row["images_per_s"],
             progress["collapse"][-1]["nc1"],
         )  # fmt: skip
-        # a checkpoint to resume from, unless this was the last epoch (the run's files follow)
-        if progress["epoch"] % e["checkpoint_every"] == 0 and progress["epoch"] < epochs:
+        # a checkpoint to resume from, every checkpoint_minutes and at a SIGTERM, unless this was
+        # the last epoch (the run's files follow)
+        due = time.monotonic() - last_save >= 60 * e["checkpoint_minutes"] or stop.is_set()
+        if due and progress["epoch"] < epochs:
             save_checkpoint(ckpt_path, run, progress)
+            last_save = time.monotonic()
+            if stop.is_set():
+                raise TrainingInterrupted(f"SIGTERM after epoch {epoch + 1}: checkpoint written")
 
     write_run(out_dir, run.model, cfg, seed, progress, run.probe_idx, run.probe_labels)
     ckpt_path.unlink(missing_ok=True)
@@ -343,6 +444,11 @@ class Run:
     digest: str  # of config and seed: a checkpoint of another run is not resumed
 
 
+class EpochPosition(dict):
+    """Where an interrupted epoch stands after step ``step`` (1-based count of steps done): the
+    epoch's permutation, its running loss and accuracy sums, the first non-finite step, seconds."""
+
+
 def setup(cfg: dict, images: np.ndarray, labels: np.ndarray, seed: int, e: dict, device: torch.device) -> Run:
     """Seed every generator, build model, optimizer and loss, move the training set to the device."""
     recipe = cfg["recipe"]
@@ -354,7 +460,7 @@ def setup(cfg: dict, images: np.ndarray, labels: np.ndarray, seed: int, e: dict,
     model = model.to(device, memory_format=fmt)
     optimizer = build_optimizer(model, recipe, cfg.get("recipe_name"))
     loss_fn = build_loss(**recipe.get("loss", {"name": "ce"}))
-    x_all = to_device_images(images, device)
+    x_all = to_device_images(images, device, fmt)
     mean, std = norm_tensors(cfg, device)
     probe_idx = probe_indices(labels, int(cfg["probe_size"]), seed)
     return Run(
@@ -364,7 +470,7 @@ def setup(cfg: dict, images: np.ndarray, labels: np.ndarray, seed: int, e: dict,
         device=device,
         fmt=fmt,
         model=model,
-        step_model=torch.compile(model) if e["compile"] else model,
+        step_model=compile_model(model, e) if e["compile"] else model,
         optimizer=optimizer,
         loss_fn=loss_fn,
         gen=gen,
@@ -376,10 +482,17 @@ def setup(cfg: dict, images: np.ndarray, labels: np.ndarray, seed: int, e: dict,
         mixing={k: recipe[k] for k in ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob") if k in recipe},
         fill=tuple(round(255 * m) for m in cfg["normalize"]["mean"]),
         probe_idx=probe_idx,
-        probe_images=x_all[probe_idx],
+        probe_images=take(x_all, torch.from_numpy(probe_idx).to(device)),
         probe_labels=labels[probe_idx],
         digest=config_digest(cfg, seed),
     )
+
+
+def compile_model(model: torch.nn.Module, e: dict) -> Callable:
+    """``torch.compile`` for full batches of one shape (``dynamic=False``), with ``compile_mode``,
+    caching its kernels in ``compile_cache_dir`` (unless TORCHINDUCTOR_CACHE_DIR is set)."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(e["compile_cache_dir"]).resolve()))
+    return torch.compile(model, mode=e["compile_mode"], dynamic=False)
 
 
 def new_progress() -> dict:
@@ -392,7 +505,11 @@ def load_checkpoint(path: Path, run: Run) -> dict | None:
     saved progress; None if there is no checkpoint or it belongs to another config or seed."""
     if not path.exists():
         return None
-    ckpt = torch.load(path, map_location=run.device, weights_only=False)
+    # To the CPU, whatever the device: the RNG setters take CPU ByteTensors only (a CUDA run
+    # mapping the file to its GPU crashed at every resume). The model copies its weights to its
+    # device; the optimizer moves its state next to each parameter, except the step counters of
+    # a non-fused AdamW, which PyTorch keeps on the CPU.
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if ckpt["digest"] != run.digest:
         log.warning("ignoring %s: it belongs to another config or seed", path)
         return None
@@ -400,7 +517,10 @@ def load_checkpoint(path: Path, run: Run) -> dict | None:
     run.optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_states(ckpt["rng"], run.gen)
     progress = ckpt["state"]
-    log.info("resumed from %s at epoch %d of %d", path, progress["epoch"], run.recipe["epochs"])
+    where = f"epoch {progress['epoch']}"
+    if "position" in progress:
+        where += f", step {progress['position']['step']} of epoch {progress['epoch'] + 1}"
+    log.info("resumed from %s at %s of %d", path, where, run.recipe["epochs"])
     return progress
 
 
@@ -413,9 +533,12 @@ def save_checkpoint(path: Path, run: Run, progress: dict) -> None:
     )  # fmt: skip
 
 
-def train_epoch(run: Run, epoch: int) -> dict:
+def train_epoch(run: Run, epoch: int, position: dict | None = None, stop=None) -> dict:
     """One pass over the training set in a new random order; returns the epoch's history row.
 
+    ``position``: an ``EpochPosition`` to continue the epoch from (a resumed SIGTERM checkpoint).
+    ``stop``: an event (``interrupt_on_sigterm``) checked after every step; once set, the epoch
+    stops there and its ``EpochPosition`` is returned instead of the row.
     Raises ``NonFiniteLossError`` (at the next loss read, every ``log_every`` steps) if the loss
     became NaN or infinite.
     """
@@ -427,27 +550,35 @@ def train_epoch(run: Run, epoch: int) -> dict:
         raise ValueError(f"drop_last with batch_size {bs} > {n} training images: no batch to train on")
     seen = min(n, steps * bs)  # the images trained on this epoch
     t0 = time.perf_counter()
-    perm = torch.randperm(n, device=device, generator=run.gen)
-    # the epoch's bookkeeping stays on the device: no host sync per step
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    if position is None:
+        perm = torch.randperm(n, device=device, generator=run.gen)
+        # the epoch's bookkeeping stays on the device: no host sync per step
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        start, done_seconds = 0, 0.0
+    else:
+        keys = ("perm", "loss_sum", "correct", "first_bad")
+        perm, loss_sum, correct, first_bad = (position[k].to(device) for k in keys)
+        start, done_seconds = position["step"], position["seconds"]
     lr = learning_rate(recipe, epoch)  # both schedules change per epoch
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     mixing = bool(run.mixing) and epoch < recipe.get("mixup_off_epoch", recipe["epochs"])  # the CCT recipe stops it
-    for step in range(steps):
-        # the batch: the next slice of the permutation, augmented (index_select: 20x faster on uint8)
+    for step in range(start, steps):
+        # the batch: the next slice of the permutation, augmented
         idx = perm[step * bs : (step + 1) * bs]
-        x = aug.augment(run.images.index_select(0, idx), recipe, run.gen, run.fill)
+        x = aug.augment(take(run.images, idx), recipe, run.gen, run.fill)
         y = target = run.labels[idx]
         # mixup / cutmix: mixed images, soft targets (B, C)
         if mixing:
             x, target = mix(x, y, run.gen, run.cfg["num_classes"], **run.mixing)
-        x = aug.normalize(x, run.mean, run.std).contiguous(memory_format=run.fmt)
-        # forward (bf16 autocast if the engine says so), loss in float32
+        x = model_input(x, run.mean, run.std, run.fmt)
+        # forward (bf16 autocast if the engine says so), loss in float32; a compiled model has a
+        # graph for full batches only, the last short batch runs uncompiled (no second graph)
+        forward = run.step_model if len(idx) == bs else run.model
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=e["amp"]):
-            logits, _ = run.step_model(x)
+            logits, _ = forward(x)
         loss = run.loss_fn(logits.float(), target)
         # backward and step
         run.optimizer.zero_grad(set_to_none=True)
@@ -464,7 +595,12 @@ def train_epoch(run: Run, epoch: int) -> dict:
                     f"loss became NaN or infinite at epoch {epoch + 1}, step {first_bad.item() + 1} of {steps} "
                     f"(lr {lr:.4g}); lower the learning rate or check the input data"
                 )
-    seconds = time.perf_counter() - t0
+        if stop is not None and stop.is_set() and step < steps - 1:
+            return EpochPosition(
+                step=step + 1, perm=perm.cpu(), loss_sum=loss_sum.cpu(), correct=correct.cpu(),
+                first_bad=first_bad.cpu(), seconds=done_seconds + time.perf_counter() - t0,
+            )  # fmt: skip
+    seconds = done_seconds + time.perf_counter() - t0
     return {
         "epoch": epoch + 1,
         "loss": loss_sum.item() / seen,

@@ -81,7 +81,8 @@ def train_params(wildcards):
     return cfglib.resolve_run(config, wildcards.run)
 
 
-def train_gpus(wildcards):
+def run_gpus(wildcards):
+    """The run's GPU request (`gpus:`), for its training and its inference job."""
     return run_spec(wildcards.run)["gpus"]
 
 

@@ -18,7 +18,7 @@ rule train:
         "../../envs/l2ood.yaml"
     threads: config["threads"]["train"]
     resources:
-        gpu=train_gpus,
+        gpu=run_gpus,
         runtime=train_runtime,
     params:
         cfg=train_params,
@@ -36,6 +36,8 @@ rule infer:
     conda:
         "../../envs/l2ood.yaml"
     threads: config["threads"]["infer"]
+    resources:
+        gpu=run_gpus,  # the run's GPU request, as training: ~76k test images through the model
     params:
         datasets=infer_datasets,
     script:

@@ -1,4 +1,6 @@
 import os
+import signal
+import sys
 from pathlib import Path
 
 import yaml
@@ -8,7 +10,7 @@ log = setup(snakemake)
 
 from l2ood.data import load_split  # noqa: E402
 from l2ood.layout import TRAIN_OUTPUTS  # noqa: E402
-from l2ood.train import ENGINE_DEFAULTS, fit  # noqa: E402
+from l2ood.train import ENGINE_DEFAULTS, TrainingInterrupted, fit  # noqa: E402
 
 cfg = snakemake.params.cfg
 seed = int(snakemake.wildcards.seed)
@@ -18,4 +20,8 @@ images, labels = load_split(snakemake.input[0])
 with open(run_dir / TRAIN_OUTPUTS["config"], "w") as f:
     engine = {**ENGINE_DEFAULTS, **snakemake.config["engine"]}  # recorded in full: config.yaml sets only changes
     yaml.safe_dump({**cfg, "seed": seed, "engine": engine}, f, sort_keys=False)
-fit(cfg, images, labels, run_dir, seed, engine=snakemake.config["engine"])
+try:
+    fit(cfg, images, labels, run_dir, seed, engine=snakemake.config["engine"])
+except TrainingInterrupted as stop:  # SIGTERM: the checkpoint is written; the retry or requeue resumes it
+    log.warning("%s", stop)
+    sys.exit(128 + signal.SIGTERM)
