@@ -2,17 +2,25 @@
 
     python -m l2ood.plan paper          # (PYTHONPATH=workflow) a table per run and the totals
 
-The per-model speeds below are ESTIMATES for one H100 with the package's fast path (uint8 data
-on the GPU, bf16, channels-last), scaled from the training engine's target (a 60-epoch CIFAR-10
-ResNet18 run in about one minute) by each model's relative cost. They are not
-measured: run ``benchmarks/gpu_check.py`` on a GPU and correct them. The cluster profile's
-``runtime`` request is derived from them with a 3x margin.
+Measured where a GPU has measured: ``benchmarks/gpu_check.py`` run on a GPU writes
+``benchmarks/gpu_check.json``, whose ``throughput`` (training images/s of one job, by model,
+image size and batch) replaces the estimate of every run it covers. Otherwise the per-model
+speeds below are ESTIMATES for one H100 with the package's fast path (uint8 data on the GPU,
+channels-last), scaled from the training engine's target (a 60-epoch CIFAR-10 ResNet18 run in
+about one minute) by each model's relative cost. The cluster profile's ``runtime`` request is
+derived from either with a 3x margin.
 """
 
+import functools
+import json
 import math
 import sys
+from pathlib import Path
 
 from .config import run_recipe, run_spec, study_runs
+
+#: what benchmarks/gpu_check.py measured on a GPU (absent until a session with a GPU commits it)
+MEASURED_JSON = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.json"
 
 #: estimated GPU seconds per 1,000 training images at 32 x 32 (scales with pixels)
 SECONDS_PER_KIMG = {
@@ -29,19 +37,48 @@ SMALL_BATCH_FACTOR = 2.0
 TRAIN_IMAGES = {"digits": 585, "cifar10": 50_000, "cifar100": 50_000, "gtsrb": 26_640, "tinyimagenet": 100_000}
 
 
-def epoch_seconds(config: dict, run: str) -> float:
-    """Estimated GPU seconds for one epoch of ``run``."""
+def throughput_key(model: str, image_size: int, batch_size: int) -> str:
+    """``"<model>@<image size>/b<batch size>"`` (``"resnet50@64/b512"``): how gpu_check.json keys
+    its ``throughput``, by what a job's speed depends on."""
+    return f"{model}@{image_size}/b{batch_size}"
+
+
+def measured_throughput(path=None) -> dict:
+    """``{throughput_key: images/s}`` from gpu_check's JSON (``MEASURED_JSON`` by default); empty
+    when there is none, or it is a smoke run's or a CPU's (their figures say nothing of a GPU)."""
+    path = Path(MEASURED_JSON if path is None else path)
+    if not path.exists():
+        return {}
+    return dict(_read_measured(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4)  # read once per parse, not once per job (runtime_request)
+def _read_measured(path: str, mtime_ns: int) -> tuple:
+    data = json.loads(Path(path).read_text())
+    if data.get("smoke") or data.get("device") != "cuda":
+        return ()
+    return tuple((k, float(v)) for k, v in (data.get("throughput") or {}).items() if v and v > 0)
+
+
+def epoch_seconds(config: dict, run: str, measured: dict | None = None) -> float:
+    """GPU seconds for one epoch of ``run``: measured (``measured``, default ``measured_throughput()``)
+    where its model, image size and batch were, else estimated."""
     spec = config["runs"][run]
     ds = config["datasets"][spec["dataset"]]
     recipe = run_recipe(config, run)
+    images = TRAIN_IMAGES.get(ds["kind"], 50_000)
+    measured = measured_throughput() if measured is None else measured
+    key = throughput_key(spec["model"], ds["image_size"], recipe["batch_size"])
+    if key in measured:
+        return images / measured[key]
     per_kimg = SECONDS_PER_KIMG.get(spec["model"], 0.05) * (ds["image_size"] / 32) ** 2
     factor = SMALL_BATCH_FACTOR if recipe["batch_size"] < 256 else 1.0
-    return TRAIN_IMAGES.get(ds["kind"], 50_000) / 1000 * per_kimg * factor
+    return images / 1000 * per_kimg * factor
 
 
-def run_minutes(config: dict, run: str) -> float:
-    """Estimated GPU minutes of one seed of ``run`` (all epochs)."""
-    return run_recipe(config, run)["epochs"] * epoch_seconds(config, run) / 60
+def run_minutes(config: dict, run: str, measured: dict | None = None) -> float:
+    """GPU minutes of one seed of ``run`` (all epochs), measured or estimated (``epoch_seconds``)."""
+    return run_recipe(config, run)["epochs"] * epoch_seconds(config, run, measured) / 60
 
 
 def runtime_request(config: dict, run: str) -> int:
@@ -49,14 +86,18 @@ def runtime_request(config: dict, run: str) -> int:
     return int(math.ceil(3 * run_minutes(config, run) + 10))
 
 
-def summary(config: dict, study: str):
+def summary(config: dict, study: str, measured: dict | None = None):
+    """One row per run of ``study``: seeds, epochs, GPU hours and whether they are measured."""
     import pandas as pd
 
+    measured = measured_throughput() if measured is None else measured
     rows = []
     for run in study_runs(config, study):
-        seeds = run_spec(config, run)["seeds"]
-        rows.append({"run": run, "seeds": seeds, "epochs": run_recipe(config, run)["epochs"],
-                     "gpu_hours": seeds * run_minutes(config, run) / 60})  # fmt: skip
+        spec, recipe = run_spec(config, run), run_recipe(config, run)
+        key = throughput_key(spec["model"], config["datasets"][spec["dataset"]]["image_size"], recipe["batch_size"])
+        rows.append({"run": run, "seeds": spec["seeds"], "epochs": recipe["epochs"],
+                     "gpu_hours": spec["seeds"] * run_minutes(config, run, measured) / 60,
+                     "speed": "measured" if key in measured else "estimate"})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -68,5 +109,7 @@ if __name__ == "__main__":
         cfg = yaml.safe_load(f)
     df = summary(cfg, study)
     print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    n_measured = int((df.speed == "measured").sum())
+    basis = f"{n_measured} of {len(df)} runs measured ({MEASURED_JSON.name})" if n_measured else "estimate"
     print(f"\n{study}: {len(df)} runs, {df.seeds.sum()} training jobs, {(df.seeds * df.epochs).sum()} epochs, "
-          f"about {df.gpu_hours.sum():.0f} GPU hours (estimate, one H100 per job)")  # fmt: skip
+          f"about {df.gpu_hours.sum():.0f} GPU hours ({basis}, one GPU per job)")  # fmt: skip
