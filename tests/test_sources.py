@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fakes import raw_datasets as fakes
 from l2ood import data, readers, sources, splits
 from l2ood.data import load_split
@@ -66,6 +65,19 @@ def test_urls_and_md5s_are_torchvisions():
     }
 
 
+def test_ood_only_urls_and_md5s_are_torchvisions():
+    from torchvision import datasets as tvd
+
+    mnist = dict(tvd.MNIST.resources)
+    for name, (url, md5) in sources.FILES["mnist"].items():
+        assert mnist[name] == md5 and url == tvd.MNIST.mirrors[0] + name
+    assert sources.FILES["dtd"] == {"dtd-r1.0.1.tar.gz": (tvd.DTD._URL, tvd.DTD._MD5)}
+    images, devkit = tvd.Places365._IMAGES_META["val", True], tvd.Places365._DEVKIT_META["standard"]
+    assert sources.FILES["places365"] == {
+        name: (tvd.Places365._BASE_URL + name, md5) for name, md5 in (images, devkit)
+    }
+
+
 def test_import_is_light_for_snakemake_parse_time():
     heavy = "('torch', 'torchvision', 'scipy', 'PIL')"
     code = f"import sys, l2ood.sources; print(sorted(m for m in {heavy} if m in sys.modules))"
@@ -82,8 +94,8 @@ def test_raw_files_are_the_published_names():
         "r/gtsrb/GTSRB_Final_Test_GT.zip",
     ]
     assert set(sources.FILES) == set(RAW_KINDS) == set(fakes.MAKERS)  # each kind declared and faked
-    with pytest.raises(ValueError, match="unknown raw dataset kind 'mnist'"):
-        sources.raw_files("mnist", "r")
+    with pytest.raises(ValueError, match="unknown raw dataset kind 'fashionmnist'"):
+        sources.raw_files("fashionmnist", "r")
 
 
 # --- prepare, by value ----------------------------------------------------------------------
@@ -93,18 +105,22 @@ def test_raw_files_are_the_published_names():
 def test_prepare_by_value(kind, tmp_path, monkeypatch):
     monkeypatch.setattr(splits, "CHUNK", 4)  # several chunks and a partial last one
     expected = make_raw(kind, tmp_path / kind, monkeypatch)
-    for split in ("train", "test"):
+    for split in expected:  # the OoD-only kinds (sources.TEST_ONLY_KINDS) have only "test"
         out = tmp_path / "prepared" / kind / f"{split}.npz"
         prepare_raw(kind, tmp_path, split, out)
         images, labels = load_split(out)
         want_images, want_labels = expected[split]
-        size = 64 if kind == "tinyimagenet" else 32
+        size = sources.NATIVE_SIZE[kind]
         assert images.dtype == np.uint8 and images.shape == (len(want_labels), size, size, 3)
         assert labels.dtype == np.int64
         np.testing.assert_array_equal(labels, want_labels)
-        tolerance = 1 if kind == "tinyimagenet" else 0  # JPEG (quality 95) keeps flat quadrants to +-1
+        jpeg = kind in ("tinyimagenet", "dtd", "places365")  # JPEG (quality 95) keeps flat blocks to +-1
+        tolerance = {"dtd": 2}.get(kind, 1 if jpeg else 0)  # DTD: +-1 before the bilinear resize, 2 after
         assert np.abs(images.astype(int) - want_images.astype(int)).max() <= tolerance
-    assert files_in(out.parent) == ["test.npz", "train.npz"]  # and no temporary file
+    assert files_in(out.parent) == sorted(f"{s}.npz" for s in expected)  # and no temporary file
+    if kind in sources.TEST_ONLY_KINDS:
+        with pytest.raises(ValueError, match=f"{kind} is an OoD test set here"):
+            prepare_raw(kind, tmp_path, "train", tmp_path / "train.npz")
     if kind == "svhn":
         assert 0 in labels and labels.max() == 9  # the file's 10 is the digit 0
     if kind == "tinyimagenet":
@@ -128,7 +144,7 @@ def test_palette_image_becomes_rgb():
 
 
 def unpack(archive, folder):
-    opener = tarfile.open if str(archive).endswith(".tar.gz") else zipfile.ZipFile
+    opener = tarfile.open if str(archive).endswith((".tar.gz", ".tar")) else zipfile.ZipFile
     with opener(archive) as a:
         a.extractall(folder)
 
@@ -416,3 +432,32 @@ def test_stream_writer_leaves_nothing_on_failure(tmp_path, monkeypatch):
         with pytest.raises(CorruptFileError, match=message):
             splits.write_split_stream(tmp_path / "out" / "x.npz", n, 8, samples)
         assert files_in(tmp_path / "out") == []
+
+
+def test_ood_only_kinds_are_read_as_torchvision_reads_them(tmp_path, monkeypatch):
+    """Independent oracle for DTD and Places365: torchvision's DTD and Places365(val, small) on the unpacked fakes."""
+    from l2ood.readers import _center_square
+    from torchvision import datasets as tvd
+
+    tv = tmp_path / "torchvision"
+    for kind in ("dtd", "places365"):
+        make_raw(kind, tmp_path / kind, monkeypatch)
+        prepare_raw(kind, tmp_path, "test", tmp_path / "prepared" / kind / "test.npz")
+    unpack(tmp_path / "dtd" / "dtd-r1.0.1.tar.gz", tv / "dtd")  # torchvision's DTD lives in {root}/dtd/dtd
+    ref = tvd.DTD(tv, split="test", partition=1)  # the fake lists every image in test1.txt, as all of DTD
+    images, labels = load_split(tmp_path / "prepared" / "dtd" / "test.npz")
+    np.testing.assert_array_equal(labels, ref._labels)
+    want = np.stack([splits._resize_one(_center_square(np.asarray(ref[i][0])), 32) for i in range(len(ref))])
+    np.testing.assert_array_equal(images, want)
+    places = tv / "places"
+    for name in sources.FILES["places365"]:
+        unpack(tmp_path / "places365" / name, places)
+    for attr, key in (("_CATEGORIES_META", None), ("_FILE_LIST_META", "val")):
+        meta = getattr(tvd.Places365, attr)
+        file = meta[0] if key is None else meta[key][0]
+        patched = (file, fakes.md5(places / file))
+        monkeypatch.setattr(tvd.Places365, attr, patched if key is None else {**meta, key: patched})
+    ref = tvd.Places365(places, split="val", small=True)
+    images, labels = load_split(tmp_path / "prepared" / "places365" / "test.npz")
+    np.testing.assert_array_equal(labels, ref.targets)
+    np.testing.assert_array_equal(images, np.stack([np.asarray(ref[i][0]) for i in range(len(ref))]))

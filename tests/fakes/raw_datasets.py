@@ -21,6 +21,13 @@ Layouts (as torchvision 0.29's readers and the archives' own readmes describe th
 - TinyImageNet: ``tiny-imagenet-200.zip`` with ``tiny-imagenet-200/{wnids.txt, words.txt,
   train/{wnid}/images/{wnid}_{i}.JPEG, train/{wnid}/{wnid}_boxes.txt, val/images/val_{i}.JPEG,
   val/val_annotations.txt, test/images/test_{i}.JPEG}``; some JPEGs grayscale.
+- MNIST (test only): ``t10k-images-idx3-ubyte.gz`` (IDX: big-endian int32 magic 2051, N, 28, 28, then
+  uint8 pixels) and ``t10k-labels-idx1-ubyte.gz`` (magic 2049, N, then uint8 labels), gzipped.
+- DTD (test only): ``dtd-r1.0.1.tar.gz`` holding ``dtd/images/{class}/{class}_{i:04d}.jpg`` (sizes vary,
+  rectangular), ``dtd/labels/{train,val,test}1.txt`` listing ``{class}/{file}``, ``dtd/imdb/imdb.mat``.
+- Places365 (test only): ``val_256.tar`` (uncompressed) holding ``val_256/Places365_val_{i:08d}.jpg``
+  (256 x 256), and ``filelist_places365-standard.tar`` holding ``categories_places365.txt``
+  (``/a/class 0``), ``places365_train_standard.txt``, ``places365_val.txt`` (``{file} {label}``).
 """
 
 import csv
@@ -261,6 +268,78 @@ def make_tinyimagenet(
     return {path.name: md5(path)}, expected
 
 
+def _idx_gz(path, magic: int, array: np.ndarray) -> None:
+    import gzip
+
+    head = np.array([magic, *array.shape], dtype=">i4").tobytes()
+    with gzip.open(path, "wb") as f:
+        f.write(head + array.astype(np.uint8).tobytes())
+
+
+def make_mnist(folder, n_test: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n_test) % 10).astype(np.int64)
+    _idx_gz(Path(folder) / "t10k-images-idx3-ubyte.gz", 2051, images)
+    _idx_gz(Path(folder) / "t10k-labels-idx1-ubyte.gz", 2049, labels)
+    md5s = {n: md5(Path(folder) / n) for n in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+    return md5s, {"test": (np.repeat(images[..., None], 3, axis=3), labels)}
+
+
+def _flat_blocks(rng, h: int, w: int) -> np.ndarray:
+    """An image of flat 16 x 16 blocks (JPEG keeps flat, block-aligned areas to +-1)."""
+    blocks = rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8)
+    return np.repeat(np.repeat(blocks, 16, axis=0), 16, axis=1)
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[:2] == (size, size):
+        return img
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def make_dtd(folder, classes=("banded", "zigzagged", "blotchy"), per_class: int = 3, size: int = 32, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    shapes = [(64, 96), (80, 48), (64, 64)]  # (height, width): wide, tall, square
+    contents, test = {}, []
+    index = {c: i for i, c in enumerate(sorted(classes))}
+    for c in classes:  # archive order: classes as listed (not sorted), so the labels' sort is tested
+        for i in range(per_class):
+            h, w = shapes[(i + index[c]) % len(shapes)]
+            img = _flat_blocks(rng, h, w)
+            contents[f"dtd/images/{c}/{c}_{i:04d}.jpg"] = _jpeg(img, False)
+            side = min(h, w)
+            square = img[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
+            test.append((_resize(square, size), index[c]))
+    names = [n.split("/", 2)[2] for n in contents]
+    for part in ("train", "val", "test"):
+        contents[f"dtd/labels/{part}1.txt"] = "".join(f"{n}\n" for n in names).encode()
+    contents["dtd/imdb/imdb.mat"] = b"not read"
+    path = Path(folder) / "dtd-r1.0.1.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in contents.items():
+            _add_bytes(tar, name, data)
+    images = np.stack([t[0] for t in test])
+    return {path.name: md5(path)}, {"test": (images, np.array([t[1] for t in test], dtype=np.int64))}
+
+
+def make_places365(folder, n_val: int = 6, classes: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    names = [f"Places365_val_{i:08d}.jpg" for i in range(1, n_val + 1)]
+    labels = (np.arange(n_val) * 3 % classes).astype(np.int64)
+    images = [_flat_blocks(rng, 256, 256) for _ in names]
+    path = Path(folder) / "val_256.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, img in reversed(list(zip(names, images))):  # stored out of the list's order
+            _add_bytes(tar, f"val_256/{name}", _jpeg(img, False))
+    devkit = Path(folder) / "filelist_places365-standard.tar"
+    with tarfile.open(devkit, "w") as tar:
+        _add_bytes(tar, "categories_places365.txt", "".join(f"/a/class{c} {c}\n" for c in range(classes)).encode())
+        _add_bytes(tar, "places365_train_standard.txt", b"/a/class0/00000001.jpg 0\n")
+        _add_bytes(tar, "places365_val.txt", "".join(f"{n} {y}\n" for n, y in zip(names, labels)).encode())
+    return {p.name: md5(p) for p in (path, devkit)}, {"test": (np.stack(images), labels)}
+
+
 # Keyed like l2ood.sources.RAW_KINDS (test_prepare_by_value makes each of those) but not importing it:
 # the fakes stay independent of the code they test, and tests/paper_mini.py runs without workflow/ on the path.
 MAKERS = {
@@ -269,6 +348,9 @@ MAKERS = {
     "svhn": make_svhn,
     "gtsrb": make_gtsrb,
     "tinyimagenet": make_tinyimagenet,
+    "mnist": make_mnist,
+    "dtd": make_dtd,
+    "places365": make_places365,
 }
 
 

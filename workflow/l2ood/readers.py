@@ -11,6 +11,7 @@ inside the functions.
 """
 
 import csv
+import gzip
 import io
 import pickle
 import tarfile
@@ -28,7 +29,9 @@ def read(kind: str, split: str, paths: dict):
     labelled val set."""
     if kind in _CIFAR:
         return _read_cifar(paths, split, kind)
-    return {"svhn": _read_svhn, "gtsrb": _read_gtsrb, "tinyimagenet": _read_tinyimagenet}[kind](paths, split)
+    readers = {"svhn": _read_svhn, "gtsrb": _read_gtsrb, "tinyimagenet": _read_tinyimagenet, "mnist": _read_mnist,
+               "dtd": _read_dtd, "places365": _read_places365}  # fmt: skip
+    return readers[kind](paths, split)
 
 
 def _decode(data: bytes, where: str) -> np.ndarray:
@@ -207,3 +210,100 @@ def _read_tinyimagenet(paths: dict, split: str):
         )
     return len(pairs), _zip_images(path, [(n, index[w]) for n, w in pairs])
 
+
+
+def _idx(path, magic: int, dims: int) -> np.ndarray:
+    """An MNIST IDX file (gzip): big-endian int32 magic and ``dims`` sizes, then uint8 values."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+        head = np.frombuffer(data[: 4 * (1 + dims)], dtype=">i4")
+        if head[0] != magic:
+            raise ValueError(f"magic number {head[0]}, expected {magic}")
+        shape = tuple(int(v) for v in head[1:])
+        return np.frombuffer(data, dtype=np.uint8, offset=4 * (1 + dims)).reshape(shape)
+    except (OSError, EOFError, zlib.error, ValueError) as err:
+        raise _corrupt(path, "the IDX file", err) from err
+
+
+def _read_mnist(paths: dict, split: str):
+    """MNIST's test set from the IDX files (as torchvision's MNIST): 28 x 28 gray, replicated to RGB."""
+    images = _idx(paths["t10k-images-idx3-ubyte.gz"], 2051, 3)
+    labels = _idx(paths["t10k-labels-idx1-ubyte.gz"], 2049, 1).astype(np.int64)
+    if len(images) != len(labels):
+        raise CorruptFileError(f"MNIST: {len(images)} images but {len(labels)} labels")
+    return len(labels), ((np.repeat(images[i][..., None], 3, axis=2), labels[i]) for i in range(len(labels)))
+
+
+def _center_square(image: np.ndarray) -> np.ndarray:
+    """The centred square of side min(H, W): resized afterwards, as OpenOOD's Resize + CenterCrop."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+def _read_dtd(paths: dict, split: str):
+    """All 5,640 DTD images (``dtd/images/{class}/*.jpg``, the union of its train, val and test lists,
+    as OpenOOD's Textures), in archive order; label = the class's index in the sorted class names;
+    each image centre-cropped to a square. Two passes over the gzip stream: the count, then the images."""
+    (path,) = paths.values()
+
+    def members(tar):
+        for m in tar:
+            parts = m.name.split("/")
+            if m.isfile() and len(parts) == 4 and parts[:2] == ["dtd", "images"] and parts[3].endswith(".jpg"):
+                yield m, parts[2]
+
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            classes = [c for _, c in members(tar)]
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise _corrupt(path, "the archive", err) from err
+    if not classes:
+        raise CorruptFileError(f"{path}: no dtd/images/<class>/*.jpg members; is this dtd-r1.0.1.tar.gz?")
+    index = {c: i for i, c in enumerate(sorted(set(classes)))}
+
+    def samples():
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                for m, c in members(tar):
+                    yield _center_square(_decode(tar.extractfile(m).read(), f"{path}:{m.name}")), index[c]
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+            raise _corrupt(path, "the archive", err) from err
+
+    return len(classes), samples()
+
+
+def _read_places365(paths: dict, split: str):
+    """Places365-Standard's 36,500 validation images at 256 x 256 (``val_256.tar``), in the order and with
+    the labels of ``places365_val.txt`` from the devkit (``filelist_places365-standard.tar``), as
+    torchvision's Places365(split="val", small=True)."""
+    devkit, path = paths["filelist_places365-standard.tar"], paths["val_256.tar"]
+    try:
+        with tarfile.open(devkit) as tar:
+            member = next((m for m in tar if m.name.split("/")[-1] == "places365_val.txt"), None)
+            if member is None:
+                raise CorruptFileError(f"{devkit}: no places365_val.txt; is this filelist_places365-standard.tar?")
+            lines = tar.extractfile(member).read().decode().split("\n")
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise _corrupt(devkit, "places365_val.txt", err) from err
+    listed = [(name.lstrip("/"), int(label)) for name, label in (line.split() for line in lines if line.strip())]
+    try:
+        with tarfile.open(path) as tar:  # uncompressed: the index is read once, members are seeked to
+            found = {m.name.split("/")[-1]: m for m in tar.getmembers() if m.isfile()}
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise _corrupt(path, "the archive", err) from err
+    absent = [name for name, _ in listed if name not in found]
+    if absent or not listed:
+        raise CorruptFileError(f"{path}: {len(absent)} of the {len(listed)} listed images missing, e.g. {absent[:1]}")
+
+    def samples():
+        try:
+            with tarfile.open(path) as tar:
+                for name, label in listed:
+                    yield _decode(tar.extractfile(found[name]).read(), f"{path}:{name}"), label
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise _corrupt(path, "the archive", err) from err
+
+    return len(listed), samples()

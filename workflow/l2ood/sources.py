@@ -19,9 +19,13 @@ rules' outputs): the standard library only, never torch.
 
 from pathlib import Path
 
-RAW_KINDS = ("cifar10", "cifar100", "svhn", "gtsrb", "tinyimagenet")
+RAW_KINDS = ("cifar10", "cifar100", "svhn", "gtsrb", "tinyimagenet", "mnist", "dtd", "places365")
+#: kinds used only as OoD test sets here: their published files for the test images alone are declared
+TEST_ONLY_KINDS = ("mnist", "dtd", "places365")
 
 _GTSRB_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
+_MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's first mirror
+_PLACES_URL = "http://data.csail.mit.edu/places/places365/"
 
 # kind -> {file name: (url, md5)}. CIFAR, SVHN, GTSRB: as in torchvision 0.29's CIFAR10, CIFAR100,
 # SVHN and GTSRB classes (tests/test_sources.py checks they still agree).
@@ -68,10 +72,29 @@ FILES = {
             "90528d7ca1a48142e341f4ef8d21d0de",
         ),
     },
+    # The OpenOOD view's far-OoD sets, as torchvision 0.29's MNIST, DTD and Places365 (small, val) fetch them.
+    "mnist": {
+        "t10k-images-idx3-ubyte.gz": (_MNIST_URL + "t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+        "t10k-labels-idx1-ubyte.gz": (_MNIST_URL + "t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+    },
+    "dtd": {
+        "dtd-r1.0.1.tar.gz": (
+            "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",
+            "fff73e5086ae6bdbea199a49dfb8a4c1",
+        ),
+    },
+    "places365": {
+        "val_256.tar": (_PLACES_URL + "val_256.tar", "e27b17d8d44f4af9a78502beb927f808"),
+        "filelist_places365-standard.tar": (
+            _PLACES_URL + "filelist_places365-standard.tar",
+            "35a0585fee1fa656440f3ab298f8479c",
+        ),
+    },
 }
 
 # Resolution of the prepared images unless asked otherwise (GTSRB's vary: they are resized to 32).
-NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "svhn": 32, "gtsrb": 32, "tinyimagenet": 64}
+NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "svhn": 32, "gtsrb": 32, "tinyimagenet": 64,
+               "mnist": 28, "dtd": 32, "places365": 256}  # fmt: skip  (DTD's vary, 300-640 px: resized to 32)
 
 
 # What can be wrong with a raw file: declared here, beside the files, as download, readers and splits raise them.
@@ -111,6 +134,8 @@ def split_files(kind: str, split: str) -> list[str]:
     """The published files that ``split`` ("train" or "test") of ``kind`` is read from."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if kind in TEST_ONLY_KINDS and split != "test":
+        raise ValueError(f"{kind} is an OoD test set here: only its test images are declared, not a {split!r} split")
     if kind == "svhn":
         return [f"{split}_32x32.mat"]
     if kind == "gtsrb":
