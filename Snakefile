@@ -25,6 +25,7 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/detectors.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 

@@ -115,7 +115,8 @@ def merged_config(paper: Path) -> dict:
 
 @pytest.mark.parametrize(
     "figure, panels",
-    [("fig3_center", 1), ("fig3_right", 1), ("fig4", 3), ("fig5", 2), ("fig6", 2), ("fig7", 2), ("collapse", 3)],
+    [("fig3_center", 1), ("fig3_right", 1), ("fig4", 3), ("fig5", 2), ("fig6", 2), ("fig7", 2), ("collapse", 3),
+     ("detectors", 4)],  # fmt: skip
 )
 def test_figures_have_their_panels(paper, figure, panels, monkeypatch):
     from l2ood.config import resolve_figure
@@ -141,3 +142,28 @@ def test_report_groups_tables_and_figures(paper):
     html = (paper / "results/paper/report.html").read_text(errors="replace")
     for name in ["table4", "paper_vs_reproduced", "fig5", "collapse", "Tables", "Figures"]:
         assert name in html
+
+
+MEAN_STD = re.compile(r"^\d{1,3}\.\d{1,2}( ± \d{1,3}\.\d{1,2})?$")  # "97.4 ± 0.5"
+DIFF = re.compile(r"^[+-]\d{1,3}\.\d( \[-?\d{1,3}\.\d, -?\d{1,3}\.\d\]( \*)?)?$")  # "+7.6 [5.1, 9.8] *"
+
+
+def test_detector_tables(paper):
+    from l2ood.detectors import DETECTORS
+
+    cfg = config()["studies"]["paper"]["tables"]
+    for table, per_row in (("detectors", 1), ("openood", 2)):
+        rows = md_rows(paper / f"results/paper/tables/{table}.md")
+        headers = [r for r in rows if r[0] == "Detector"]
+        body = [r for r in rows if r[0] != "Detector"]
+        assert len(headers) == 2  # AUROC, then FPR95
+        assert len(body) == 2 * len(cfg[table]["rows"]) * len(DETECTORS) * per_row
+        for r in body:
+            assert all(MEAN_STD.match(c) or DIFF.match(c) or c == "" for c in r[1:]), r
+        tidy = pd.read_csv(paper / f"results/paper/tables/{table}.csv")
+        assert set(tidy.score) == set(DETECTORS) and (tidy[tidy.stat == "mean"].n_seeds == 2).all()
+    text = (paper / "results/paper/tables/openood.md").read_text()
+    assert "FPR@95 (OoD positive, as OpenOOD)" in text and "not OpenOOD's" in text
+    # features are stored only for the runs a detector table or figure names: Table 4's ResNet18 runs
+    stored = sorted({p.parts[-3] for p in (paper / "results/runs").glob("*/seed*/features")})
+    assert stored == ["cifar10-resnet18-l2-sgd350", "cifar10-resnet18-l2-sgd60", "cifar10-resnet18-nol2-sgd350"]

@@ -7,7 +7,7 @@ run with its defaults and its recipe with the run's overrides: every reader goes
 ``resolve_run`` gives the one dict the training step needs (saved next to the model).
 """
 
-from .layout import METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, outputs_file, run_file
+from .layout import DETECTOR_METRICS, METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, outputs_file, run_file
 
 #: What a run gets for a key it leaves out: the only copy of these defaults (the schema checks
 #: types only, and every reader goes through ``run_spec``).
@@ -123,6 +123,7 @@ def check(config: dict) -> None:
                 for r in spec_runs(spec):
                     if r not in runs:
                         errors.append(f"studies.{sname}.{group}.{tname}: unknown run {r!r}")
+    errors += detector_errors(config)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
@@ -157,6 +158,7 @@ FIGURE_READS = {
     "norm_variability": "collapse",
     "collapse": "collapse",
     "feature_change": "probes",
+    "detectors": "detectors",  # every seed's detector metrics of its rows' runs (resolve_detector_spec)
 }
 
 
@@ -169,6 +171,8 @@ def resolve_figure(config: dict, spec: dict) -> dict:
     kind = spec["kind"]
     if kind not in FIGURE_READS:
         raise ConfigError(f"unknown figure kind {kind!r}; known: {sorted(FIGURE_READS)}")
+    if reads_detectors("figures", spec):
+        return resolve_detector_spec(config, spec)
     panels = []
     for p in spec["panels"]:
         run = config["runs"][p["run"]]
@@ -193,6 +197,8 @@ def resolve_figure(config: dict, spec: dict) -> dict:
 
 
 def figure_files(resolved: dict) -> list[str]:
+    if reads_detectors("figures", resolved):
+        return table_files(resolved)
     files = []
     for p in resolved["panels"]:
         files += p.get("collapse", []) + [p[k] for k in ("outputs_dir", "probes", "metrics") if k in p]
@@ -201,6 +207,8 @@ def figure_files(resolved: dict) -> list[str]:
 
 def resolve_table(config: dict, spec: dict) -> dict:
     """``spec`` plus the per-seed metrics files of every run it names and display labels."""
+    if reads_detectors("tables", spec):
+        return resolve_detector_spec(config, spec)
     runs = spec_runs(spec)
     files = {r: [run_file(r, s, METRICS) for s in seeds(config, r)] for r in runs}
     ood = spec.get("ood", [])
@@ -213,3 +221,76 @@ def resolve_table(config: dict, spec: dict) -> dict:
 def table_files(resolved: dict) -> list[str]:
     files = [f for fs in resolved["metrics"].values() for f in fs]
     return files + ([resolved["reported"]] if "reported" in resolved else [])
+
+
+# --- post-hoc detectors: which runs store features, of which sets ------------------------------
+
+#: the table and figure kinds that read the detectors' metrics: the runs they name store features
+DETECTOR_KINDS = {"tables": ("detectors", "openood"), "figures": ("detectors",)}
+
+
+def reads_detectors(group: str, spec: dict) -> bool:
+    return spec.get("kind") in DETECTOR_KINDS[group]
+
+
+def spec_datasets(spec: dict) -> list[str]:
+    """The data sets a detector table or figure shows: its ``ood`` (list or key -> set mapping) and,
+    for the OpenOOD view, its ``near`` and ``far`` mappings."""
+    names = []
+    for key in ("ood", "near", "far"):
+        v = spec.get(key, [])
+        names += list(v.values()) if isinstance(v, dict) else list(v)
+    return list(dict.fromkeys(names))
+
+
+def detector_specs(config: dict):
+    """(study, group, name, spec) of every table and figure that reads the detectors' metrics."""
+    for sname, study in config["studies"].items():
+        for group in ("tables", "figures"):
+            for name, spec in study.get(group, {}).items():
+                if reads_detectors(group, spec):
+                    yield sname, group, name, spec
+
+
+def detector_runs(config: dict) -> list[str]:
+    """The runs whose features are stored: those a detector table or figure of any study names."""
+    return list(dict.fromkeys(r for *_, spec in detector_specs(config) for r in spec_runs(spec)))
+
+
+def detector_ood(config: dict, run: str) -> list[str]:
+    """The OoD sets ``run``'s detectors are evaluated on: its own ``ood``, then every set a detector
+    table or figure naming it shows (e.g. the OpenOOD view's MNIST, Textures, Places365)."""
+    names = list(run_spec(config, run)["ood"])
+    for *_, spec in detector_specs(config):
+        if run in spec_runs(spec):
+            names += spec_datasets(spec)
+    idset = config["runs"][run]["dataset"]
+    return [d for d in dict.fromkeys(names) if d != idset]
+
+
+def detector_errors(config: dict) -> list[str]:
+    """Broken references in the detector tables and figures: unknown sets, sets at the wrong size."""
+    errors, ds = [], config["datasets"]
+    for sname, group, name, spec in detector_specs(config):
+        where = f"studies.{sname}.{group}.{name}"
+        for row in spec.get("rows", []):
+            if not {"nol2", "l2"} <= set(row):
+                errors.append(f"{where}.rows: each row names its two runs, {{label, nol2: <run>, l2: <run>}}")
+        for d in spec_datasets(spec):
+            if d not in ds:
+                errors.append(f"{where}: unknown data set {d!r}")
+                continue
+            for r in spec_runs(spec):
+                if r in config["runs"] and config["runs"][r]["dataset"] in ds:
+                    size = ds[config["runs"][r]["dataset"]]["image_size"]
+                    if ds[d]["image_size"] != size:
+                        errors.append(f"{where}: {d!r} is {ds[d]['image_size']} px but run {r} sees {size} px")
+    return errors
+
+
+def resolve_detector_spec(config: dict, spec: dict) -> dict:
+    """A detector table or figure with the per-seed detector metrics of its runs and display labels."""
+    runs = spec_runs(spec)
+    files = {r: [run_file(r, s, DETECTOR_METRICS) for s in seeds(config, r)] for r in runs}
+    names = set(spec_datasets(spec)) | {config["runs"][r]["dataset"] for r in runs}
+    return {**spec, "metrics": files, "labels": {d: dataset_label(config, d) for d in sorted(names)}}

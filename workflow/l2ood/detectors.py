@@ -196,6 +196,8 @@ class Detector:
     label = ""
     #: whether ``fit`` reads the training split (False: only the head)
     uses_train = False
+    #: whether the scores depend on the head (W, b, head_normalized); False: on z alone
+    uses_head = True
 
     def fit(self, head: Head, train_features=None, train_labels=None) -> "Detector":
         if not isinstance(head, Head):
@@ -299,6 +301,7 @@ class Mahalanobis(Detector):
     """-min_c (z - mu_c)^T Sigma^+ (z - mu_c), class means, shared covariance (Lee et al. 2018), no preprocessing."""
 
     label = "Mahalanobis"
+    uses_head = False
     uses_train = True
 
     def _fit(self, z, y):
@@ -321,6 +324,7 @@ class RMDS(Detector):
     """Relative Mahalanobis (Ren et al. 2021): -min_c [MD_c(z) - MD_0(z)], MD_0 a Gaussian fitted to all training features."""
 
     label = "RMDS"
+    uses_head = False
     uses_train = True
 
     def _fit(self, z, y):
@@ -336,6 +340,7 @@ class KNN(Detector):
     """-distance of z/||z|| to its k-th nearest normalized training feature, k = 50 (Sun et al. 2022, CIFAR-10)."""
 
     label = "KNN"
+    uses_head = False
     uses_train = True
 
     def __init__(self, k: int = 50):
@@ -431,6 +436,7 @@ class FeatureNorm(Detector):
     """The paper's score: ||z||, the feature's L2 norm before normalization."""
 
     label = "Feature norm"
+    uses_head = False
 
     def _score(self, z):
         return np.linalg.norm(z, axis=1)

@@ -168,6 +168,71 @@ def softmax_vs_norm(spec: dict):
     return fig
 
 
+def detectors(spec: dict):
+    """Every post-hoc detector, No L2 and L2 side by side: one panel per OoD set (and per row's pair of
+    runs), a dot per seed, a bar at the mean; "*" above a detector whose L2 - No L2 bootstrap interval
+    (l2ood.stats.diff_ci) excludes 0. ``metric``: auroc (default), fpr95 or fpr95_ood_positive."""
+    from matplotlib.patches import Patch
+
+    from .detectors import DETECTORS, LABELS
+    from .stats import diff_ci
+    from .tables import ood_columns
+
+    metric = spec.get("metric", "auroc")
+    names_of = {"auroc": "AUROC (%)", "fpr95": "FPR95 (%, ID positive)",
+                "fpr95_ood_positive": "FPR@95 (%, OoD positive)"}  # fmt: skip
+    if metric not in names_of:
+        raise ValueError(f"detectors figure: metric must be one of {sorted(names_of)}, got {metric!r}")
+    m = pd.concat([pd.read_csv(f) for fs in spec["metrics"].values() for f in fs], ignore_index=True)
+    m = m[m.logits == spec.get("logits", "raw")]
+    names = spec.get("detectors") or [d for d in DETECTORS if d in set(m.detector)]
+    oods = ood_columns(spec)
+    rows = spec["rows"]
+    ncols = min(len(oods), 2)
+    per_pair = -(-len(oods) // ncols)  # grid rows per pair of runs: each pair starts a new row
+    nrows = len(rows) * per_pair
+    width = max(6.0, 0.55 * len(names) + 1.5)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.6 * nrows), squeeze=False, layout="constrained")
+    rng = np.random.default_rng(0)  # the dots' horizontal jitter only
+    x = np.arange(len(names))
+    flat = list(axes.ravel())
+    for r, pair in enumerate(rows):
+        for i, (key, ds) in enumerate(oods):
+            ax = flat[r * per_pair * ncols + i]
+            tops = []
+            for h, dx in zip(("nol2", "l2"), (-0.2, 0.2)):
+                colour = _for_head(HEAD_COLORS, h)
+                for j, name in enumerate(names):
+                    v = 100 * m[(m.run == pair[h]) & (m.detector == name) & (m.ood == ds)][metric].to_numpy()
+                    if not len(v):
+                        continue
+                    ax.scatter(j + dx + rng.uniform(-0.06, 0.06, len(v)), v, s=10, color=colour, alpha=0.6, lw=0)
+                    ax.hlines(v.mean(), j + dx - 0.15, j + dx + 0.15, color=colour, lw=2.5)
+                    tops.append((j, v.max()))
+            for j, name in enumerate(names):
+                sel = {h: m[(m.run == pair[h]) & (m.detector == name) & (m.ood == ds)][metric] for h in ("l2", "nol2")}
+                if sel["l2"].empty or sel["nol2"].empty or not diff_ci(sel["l2"], sel["nol2"]).excludes_zero:
+                    continue
+                top = max(v for k, v in tops if k == j)
+                ax.annotate("*", (j, top), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=12)
+            ax.set_xticks(x, [LABELS[n] for n in names], rotation=40, ha="right")
+            ax.set_xlim(-0.6, len(names) - 0.4)
+            ax.set_ylabel(names_of[metric])
+            title = spec["labels"].get(ds, ds)
+            ax.set_title(title if len(rows) == 1 else f"{pair['label']}: {title}")
+            ax.grid(axis="y", alpha=0.3)
+            ax.margins(y=0.12)
+    for r in range(len(rows)):
+        for ax in flat[r * per_pair * ncols + len(oods) : (r + 1) * per_pair * ncols]:
+            ax.set_visible(False)
+    n_seeds = m.groupby("run").seed.nunique()
+    handles = [Patch(color=_for_head(HEAD_COLORS, h), label=f"{HEADS[h]} ({n_seeds.get(rows[0][h], 0)} seeds)")
+               for h in ("nol2", "l2")]  # fmt: skip
+    handles.append(Patch(color="none", label="dot: one seed, bar: mean;  *: 95% interval of L2 - No L2 excludes 0"))
+    fig.legend(handles=handles, loc="outside upper center", ncols=3, frameon=False)
+    return fig
+
+
 FIGURE_KINDS = {
     "norm_distributions": norm_distributions,
     "accuracy_vs_norm": accuracy_vs_norm,
@@ -175,6 +240,7 @@ FIGURE_KINDS = {
     "collapse": collapse,
     "feature_change": feature_change,
     "softmax_vs_norm": softmax_vs_norm,
+    "detectors": detectors,
 }
 
 

@@ -26,3 +26,14 @@ def run_file(run: str, seed: int, name: str) -> str:
 def outputs_file(dataset: str) -> str:
     """A test set's per-image outputs, relative to the run directory."""
     return f"{OUTPUTS_DIR}/{dataset}.npz"
+
+
+# --- post-hoc detectors (docs/detectors.md): only for the runs a detector table or figure names ---
+FEATURES_DIR = "features"  # the features job writes {dataset}.{split}.npz per set and head.npz in here
+FEATURES_HEAD = "head.npz"  # the classifier's W, b and head name
+DETECTOR_METRICS = "detectors.csv"  # one row per OoD set x detector x logits variant
+
+
+def features_file(dataset: str, split: str) -> str:
+    """A set's float16 penultimate features, relative to the run directory: ``features/cifar10.train.npz``."""
+    return f"{FEATURES_DIR}/{dataset}.{split}.npz"

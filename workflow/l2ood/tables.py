@@ -37,6 +37,12 @@ def pct(x: float) -> str:
     return f"{v:.1f}" if abs(v) >= 9.995 else f"{v:.2f}"
 
 
+def pct_std(mean: float, std: float) -> str:
+    """ "97.4 ± 0.5": the mean as ``pct``, the std with the same decimals (fractions in, percent out)."""
+    decimals = 1 if abs(100 * mean) >= 9.995 else 2
+    return f"{pct(mean)} ± {100 * std:.{decimals}f}"
+
+
 def ood_columns(spec: dict) -> list[tuple[str, str]]:
     """(column key, data set) pairs: ``ood`` is a list of data sets or a key -> data set mapping."""
     ood = spec.get("ood", [])
@@ -50,9 +56,10 @@ def load_metrics(files: dict[str, list[str]]) -> pd.DataFrame:
 class Cells:
     """Collects the printed cells of a table, with their statistics over seeds."""
 
-    def __init__(self, metrics: pd.DataFrame):
+    def __init__(self, metrics: pd.DataFrame, std: bool = False):
         self.metrics = metrics
         self.rows: list[dict] = []
+        self.std = std  # the table spec's `std: true`: cells print "mean ± std" over seeds
 
     def select(self, run: str, score: str | None = None, ood: str | None = None) -> pd.DataFrame:
         m = self.metrics[self.metrics.run == run]
@@ -76,14 +83,21 @@ class Cells:
         m = self.select(run, score, ood)
         if m.empty:
             return "n/a"
-        a = self.add(row, column, "auroc", m.auroc, stat, run=run, score=score, ood=ood)
-        f = self.add(row, column, "fpr95", m.fpr95, stat, run=run, score=score, ood=ood)
-        return f"{pct(a)} / {pct(f)}"
+        a = self.text(self.add(row, column, "auroc", m.auroc, stat, run=run, score=score, ood=ood))
+        f = self.text(self.add(row, column, "fpr95", m.fpr95, stat, run=run, score=score, ood=ood))
+        return f"{a} / {f}"
+
+    def text(self, value: float) -> str:
+        """The printed text of the number just added: ``pct``, and " ± std" if the table asks for it."""
+        last = self.rows[-1]
+        if not self.std or last["stat"] != "mean" or last["n_seeds"] < 2:
+            return pct(value)
+        return pct_std(value, last["std"] / 100)
 
     def accuracy(self, row, column, run) -> str:
         m = self.select(run).drop_duplicates("seed")  # accuracy repeats on every row of a seed
         v = self.add(row, column, "accuracy", m.accuracy, run=run)
-        return "n/a" if v is None else pct(v)
+        return "n/a" if v is None else self.text(v)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
@@ -91,6 +105,8 @@ class Cells:
     def seeds_note(self) -> str:
         n = self.frame()["n_seeds"] if self.rows else pd.Series([0])
         seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+        if self.std:
+            return f"Mean ± standard deviation over {seeds} seeds; minima and maxima in the CSV."
         return f"Mean over {seeds} seeds; standard deviations, minima and maxima in the CSV."
 
 
@@ -132,7 +148,7 @@ def l2_vs_nol2(spec: dict) -> Table:
     """Tables 4-8 (and the demo): per model, each OoD set's "AUROC / FPR95" without (No L2) and
     with the L2 head, then both ID accuracies; one row per score when ``scores`` lists several.
     Each row names its two runs by head: ``{label, nol2: <run>, l2: <run>}``."""
-    cells = Cells(load_metrics(spec["metrics"]))
+    cells = Cells(load_metrics(spec["metrics"]), std=spec.get("std", False))
     scores = spec.get("scores", ["feature_norm"])
     oods = ood_columns(spec)
     rows = []
@@ -152,7 +168,7 @@ def l2_vs_nol2(spec: dict) -> Table:
 
 def norm_vs_scaled_softmax(spec: dict) -> Table:
     """Table 2: L2 models scored by feature norm and by scaled softmax (scale tuned on test data)."""
-    cells = Cells(load_metrics(spec["metrics"]))
+    cells = Cells(load_metrics(spec["metrics"]), std=spec.get("std", False))
     oods = ood_columns(spec)
     rows = []
     for r in spec["rows"]:
@@ -179,7 +195,7 @@ def tuned_on(metrics: pd.DataFrame, spec: dict) -> str:
 def seed_range(spec: dict) -> Table:
     """Table 3: min, max and mean over seeds of one run, per score and OoD set (each statistic
     taken per metric: the Min row holds the lowest AUROC and the lowest FPR95)."""
-    cells = Cells(load_metrics(spec["metrics"]))
+    cells = Cells(load_metrics(spec["metrics"]), std=spec.get("std", False))
     oods, scores = ood_columns(spec), list(spec["scores"].items())
     rows = []
     for stat, label in (("min", "Min"), ("max", "Max"), ("mean", "Mean")):
@@ -195,7 +211,7 @@ def seed_range(spec: dict) -> Table:
 def table1(spec: dict) -> Table:
     """Table 1: methods from other papers (their reported AUROC, marked as reported) and our
     reproduced rows; SVHN and CIFAR-100 AUROC and ID accuracy."""
-    cells = Cells(load_metrics(spec["metrics"]))
+    cells = Cells(load_metrics(spec["metrics"]), std=spec.get("std", False))
     oods = ood_columns(spec)
     reported = pd.read_csv(spec["reported"], dtype=str, keep_default_na=False)
     rows = {}  # row label -> printed line
@@ -233,11 +249,161 @@ def table1_order(spec: dict, labels: list[str]) -> list[str]:
     return list(order)
 
 
+# --- post-hoc detectors (l2ood.evaluate_detectors): detector x head x OoD set, with L2 - No L2 ---
+
+#: the metrics of a detector table: (metric column, printed name); the OpenOOD view uses its FPR convention
+DETECTOR_METRICS = {"auroc": "AUROC", "fpr95": "FPR95 (ID positive)"}
+OPENOOD_METRICS = {"auroc": "AUROC", "fpr95_ood_positive": "FPR@95 (OoD positive, as OpenOOD)"}
+
+
+def load_detector_metrics(spec: dict) -> pd.DataFrame:
+    """Every seed's detector metrics of the spec's runs, one logits variant (``logits``, default
+    ``raw``: W z + b, l2ood.evaluate_detectors), with ``detector`` as ``score`` for ``Cells``."""
+    m = load_metrics(spec["metrics"])
+    logits = spec.get("logits", "raw")
+    m = m[m.logits == logits]
+    if m.empty:
+        raise ValueError(f"no detector metrics with logits {logits!r}; the variants are 'raw' and 'normalized'")
+    return m.rename(columns={"detector": "score"})
+
+
+def _detectors(spec: dict, m: pd.DataFrame) -> list[str]:
+    from .detectors import DETECTORS
+
+    names = spec.get("detectors") or [d for d in DETECTORS if d in set(m.score)]
+    unknown = [d for d in names if d not in DETECTORS]
+    if unknown:
+        raise ValueError(f"unknown detectors {unknown}; known: {sorted(DETECTORS)}")
+    return names
+
+
+def _detector_label(name: str) -> str:
+    from .detectors import LABELS
+
+    return LABELS.get(name, name)
+
+
+def _logits_note(spec: dict) -> str:
+    if spec.get("logits", "raw") == "raw":
+        return "Logits W z + b from the raw features, for the L2 models too (normalization off at test time)."
+    return "Logits W z/||z|| + b, as the L2 models compute them."
+
+
+def _diff(cells: Cells, row: str, column: str, metric: str, l2: pd.Series, nol2: pd.Series, **where) -> str:
+    """The "L2 - No L2 [95% CI]" cell (percent points; " *": the interval excludes 0), recorded as a tidy row."""
+    from .stats import diff_ci
+
+    if l2.empty or nol2.empty:
+        return "n/a"
+    ci = diff_ci(l2.to_numpy(), nol2.to_numpy())
+    cells.rows.append({"row": row, "column": column, "metric": metric, "value": 100 * ci.diff, "stat": "diff",
+                       "mean": 100 * ci.diff, "low": 100 * ci.low, "high": 100 * ci.high,
+                       "excludes_zero": ci.excludes_zero, "n_seeds": min(ci.n_l2, ci.n_nol2), **where})  # fmt: skip
+    return ci.format(digits=1)
+
+
+def _sections(spec, cells: Cells, sections: list[tuple[str, list, list, list]], note: str) -> Table:
+    """One markdown and one LaTeX table per metric: ``(metric name, groups, header, rows)``."""
+    text = f"**{spec.get('title', 'Table')}.** {spec['caption']}\n"
+    tex = ""
+    for name, groups, header, rows in sections:
+        flat, col = [header[0]], 1
+        for g, n in groups[1:]:
+            flat += [f"{g} {h}".strip() for h in header[col : col + n]]
+            col += n
+        text += f"\n*{name}* (%)\n\n" + markdown_table(flat, rows)
+        tex += _latex(groups, header, rows, f"{spec['caption']} {name} (%).")
+    text += f"\n{note} {cells.seeds_note()}\n"
+    return Table(cells.frame(), text, tex)
+
+
+def _row_label(pair: dict, name: str, pairs: int) -> str:
+    return _detector_label(name) if pairs == 1 else f"{pair['label']}: {_detector_label(name)}"
+
+
+def detectors(spec: dict) -> Table:
+    """Every post-hoc detector on the same checkpoints: per detector (rows) and OoD set, No L2 and L2
+    (mean over seeds, ± std with ``std: true``) and L2 - No L2 with its 95% bootstrap interval over
+    seeds (l2ood.stats.diff_ci), for AUROC and FPR95. Rows name runs as Tables 4-8 (``{label, nol2, l2}``)."""
+    cells = Cells(load_detector_metrics(spec), std=spec.get("std", False))
+    oods, names = ood_columns(spec), _detectors(spec, cells.metrics)
+    sections = []
+    for metric, title in DETECTOR_METRICS.items():
+        rows = []
+        for pair in spec["rows"]:
+            for name in names:
+                label = _row_label(pair, name, len(spec["rows"]))
+                line = [label]
+                for key, ds in oods:
+                    per_head = {h: cells.select(pair[h], name, ds) for h in HEAD_ORDER}
+                    for h in HEAD_ORDER:
+                        v = cells.add(label, f"{key}/{h}", metric, per_head[h][metric], run=pair[h], score=name, ood=ds)
+                        line.append("n/a" if v is None else cells.text(v))
+                    line.append(_diff(cells, label, f"{key}/diff", metric, per_head["l2"][metric],
+                                      per_head["nol2"][metric], score=name, ood=ds))  # fmt: skip
+                rows.append(line)
+        groups = [("Detector", 1)] + [(_label(spec, ds), 3) for _, ds in oods]
+        header = ["Detector"] + [HEADS["nol2"], HEADS["l2"], "L2 - No L2 [95% CI]"] * len(oods)
+        sections.append((title, groups, header, rows))
+    note = (f"{_logits_note(spec)} "
+            "L2 - No L2: difference of the means over seeds in percent points, 95% percentile-bootstrap "
+            "interval resampling each head's seeds; * where it excludes 0 (for FPR95, below 0 is better).")  # fmt: skip
+    return _sections(spec, cells, sections, note)
+
+
+def openood(spec: dict) -> Table:
+    """The detectors in OpenOOD v1.5's layout: near- and far-OoD sets (``near``/``far``: key -> data
+    set), their averages (per seed, then over seeds, as OpenOOD averages its checkpoints), AUROC and
+    FPR@95 with OoD as the positive class; L2 - No L2 with its bootstrap interval for each average."""
+    cells = Cells(load_detector_metrics(spec), std=spec.get("std", False))
+    names = _detectors(spec, cells.metrics)
+    groups_of = {"near": list(spec["near"].items()), "far": list(spec["far"].items())}
+    sections = []
+    for metric, title in OPENOOD_METRICS.items():
+        rows = []
+        for pair in spec["rows"]:
+            for name in names:
+                base = _row_label(pair, name, len(spec["rows"]))
+                avg = {}
+                lines = {h: [f"{base} ({HEADS[h]})"] for h in HEAD_ORDER}
+                for h in HEAD_ORDER:
+                    label = lines[h][0]
+                    for group, sets in groups_of.items():
+                        per_seed = []
+                        for key, ds in sets:
+                            m = cells.select(pair[h], name, ds)
+                            v = cells.add(label, f"{key}/{h}", metric, m[metric], run=pair[h], score=name, ood=ds)
+                            lines[h].append("n/a" if v is None else cells.text(v))
+                            per_seed.append(m.set_index("seed")[metric])
+                        # a seed's average over the group's sets; seeds missing a set are left out
+                        avg[h, group] = pd.concat(per_seed, axis=1).dropna().mean(axis=1)
+                        v = cells.add(label, f"{group}/{h}", metric, avg[h, group], run=pair[h], score=name, ood=group)
+                        lines[h].append("n/a" if v is None else cells.text(v))
+                diffs = [_diff(cells, base, f"{g}/diff", metric, avg["l2", g], avg["nol2", g], score=name, ood=g)
+                         for g in groups_of]  # fmt: skip
+                rows += [lines["nol2"] + ["", ""], lines["l2"] + diffs]
+        groups = [("Detector", 1)]
+        header = ["Detector"]
+        for group, sets in groups_of.items():
+            groups += [(_label(spec, ds), 1) for _, ds in sets] + [(f"{group.capitalize()} avg", 1)]
+            header += [""] * (len(sets) + 1)
+        groups += [("L2 - No L2 [95% CI]", 2)]
+        header += ["Near avg", "Far avg"]
+        sections.append((title, groups, header, rows))
+    note = ("Near/Far avg: each seed's mean over the group's sets, then over seeds. FPR@95: the share of ID "
+            "images flagged OoD when 95% of OoD images are (OpenOOD's convention). L2 - No L2: difference of "
+            "means in percent points with a 95% percentile-bootstrap interval over seeds; * where it excludes 0. "
+            f"{_logits_note(spec)}")  # fmt: skip
+    return _sections(spec, cells, sections, note)
+
+
 TABLE_KINDS = {
     "l2_vs_nol2": l2_vs_nol2,
     "norm_vs_scaled_softmax": norm_vs_scaled_softmax,
     "seed_range": seed_range,
     "table1": table1,
+    "detectors": detectors,
+    "openood": openood,
 }
 
 

@@ -703,3 +703,33 @@ def infer_sets(model_path, sets: dict, engine: dict | None = None) -> dict:
 def infer(model_path, images: np.ndarray, labels: np.ndarray, engine: dict | None = None) -> dict:
     """``infer_sets`` for one set of images."""
     return infer_sets(model_path, {"images": (images, labels)}, engine)["images"]
+
+
+def infer_features(model_path, sets: dict, engine: dict | None = None) -> tuple[dict, dict]:
+    """Penultimate features for the post-hoc detectors (``l2ood.detectors``), loading the model once.
+
+    ``sets``: ``{name: (images, labels)}``, each passed in eval mode with the test-time preprocessing
+    only (no augmentation), the training split included. Returns ``({name: {"features": (N, d) float16,
+    "labels": (N,) int64}}, {"weight": (C, d), "bias": (C,) float32, "head": "l2" | "nol2"})``. The
+    features are z *before* any L2 normalization. float16 halves the disk (docs/detectors.md); a value
+    beyond its range (65504) raises instead of being stored as infinity.
+    """
+    e = resolve_engine(engine)
+    device = torch.device(e["device"])
+    fmt = memory_format(e)
+    model, cfg = load_model(model_path, device)
+    model = model.to(memory_format=fmt)
+    mean, std = norm_tensors(cfg, device)
+    results = {}
+    for name, (images, labels) in sets.items():
+        z = torch.cat([z.cpu() for _, z in batched_forward(model, images, mean, std, e["infer_batch_size"], fmt)])
+        half = z.half()
+        if not torch.isfinite(half).all():
+            raise ValueError(f"{name}: features exceed float16's range (max |z| = {z.abs().max():.4g} > 65504)")
+        results[name] = {"features": half.numpy(), "labels": np.asarray(labels, dtype=np.int64)}
+    head = {
+        "weight": model.fc.weight.detach().float().cpu().numpy(),
+        "bias": model.fc.bias.detach().float().cpu().numpy(),
+        "head": np.array(cfg["head"]),
+    }
+    return results, head

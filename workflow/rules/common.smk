@@ -5,7 +5,7 @@ from snakemake.exceptions import WorkflowError
 
 from l2ood import config as cfglib
 from l2ood import plan, sources  # neither imports torch: this runs at parse time on every node
-from l2ood.layout import METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
+from l2ood.layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
 
 _errors = cfglib.schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
 if _errors:
@@ -173,3 +173,43 @@ def compare_inputs(wildcards):
         raise WorkflowError(f"study {wildcards.study!r} has no 'paper_numbers' to compare with")
     tables = [f"results/{wildcards.study}/tables/{t}.csv" for t in spec.get("tables", {})]
     return {"numbers": spec["paper_numbers"], "tables": tables}
+
+
+# --- post-hoc detectors (rules/detectors.smk) ------------------------------------------------
+# Features are stored only for the runs a detector table or figure names (l2ood.config.detector_runs):
+# a study's other runs never request these rules.
+
+
+def features_sets(wildcards):
+    """[dataset, split] pairs the features job passes through the model: the run's ID training split
+    (the fitted detectors' statistics), its ID test split, then every OoD set its detectors see."""
+    spec = run_spec(wildcards.run)
+    ood = cfglib.detector_ood(config, wildcards.run)
+    return [[spec["dataset"], "train"], [spec["dataset"], "test"], *([d, "test"] for d in ood)]
+
+
+def features_inputs(wildcards):
+    return {
+        "model": f"{RUN_DIR}/{TRAIN_OUTPUTS['model']}",
+        "images": [prepared(d, s) for d, s in features_sets(wildcards)],
+    }
+
+
+def detectors_inputs(wildcards):
+    return {"features": f"{RUN_DIR}/{FEATURES_DIR}"}
+
+
+def detectors_params(wildcards):
+    spec = run_spec(wildcards.run)
+    settings = config["detectors"]
+    return {
+        "run": wildcards.run,
+        "seed": int(wildcards.seed),
+        "model": spec["model"],
+        "head": spec["head"],
+        "recipe": spec["recipe"],
+        "id": spec["dataset"],
+        "ood": cfglib.detector_ood(config, wildcards.run),
+        "names": settings["names"],
+        "params": settings.get("params", {}),
+    }

@@ -1,0 +1,39 @@
+# features: model + the run's training split and test sets -> features/{dataset}.{split}.npz (float16
+# penultimate features, eval mode, no augmentation) and features/head.npz (W, b). One job per run and
+# seed, as infer; only for the runs a detector table or figure names (common.smk, l2ood.config).
+# detectors: the stored features -> detectors.csv, every detector x OoD set x logits variant, on CPU:
+# a new detector or hyperparameter (config `detectors:`) reruns this step, never the GPU job.
+
+
+rule features:
+    input:
+        unpack(features_inputs),
+    output:
+        directory(f"{RUN_DIR}/{FEATURES_DIR}"),
+    log:
+        "logs/features/{run}/seed{seed}.log",
+    conda:
+        "../../envs/l2ood.yaml"
+    threads: config["threads"]["infer"]
+    resources:
+        gpu=train_gpus,
+    params:
+        sets=features_sets,
+    script:
+        "../scripts/features.py"
+
+
+rule detectors:
+    input:
+        unpack(detectors_inputs),
+    output:
+        f"{RUN_DIR}/{DETECTOR_METRICS}",
+    log:
+        "logs/detectors/{run}/seed{seed}.log",
+    conda:
+        "../../envs/l2ood.yaml"
+    threads: config["threads"]["detectors"]
+    params:
+        meta=detectors_params,
+    script:
+        "../scripts/detectors.py"

@@ -1,0 +1,19 @@
+from pathlib import Path
+
+import numpy as np
+from _common import setup
+
+log = setup(snakemake)
+
+from l2ood.data import load_split  # noqa: E402
+from l2ood.layout import FEATURES_HEAD, features_file  # noqa: E402
+from l2ood.train import infer_features  # noqa: E402
+
+out_dir = Path(snakemake.output[0])  # (the rule declares run_dir / FEATURES_DIR)
+out_dir.mkdir(parents=True, exist_ok=True)
+sets = {(d, s): load_split(path) for (d, s), path in zip(snakemake.params.sets, snakemake.input.images)}
+features, head = infer_features(snakemake.input.model, sets, engine=snakemake.config["engine"])
+for (dataset, split), out in features.items():
+    np.savez(out_dir.parent / features_file(dataset, split), **out)
+    log.info("%s/%s: %d x %d float16 features", dataset, split, *out["features"].shape)
+np.savez(out_dir / FEATURES_HEAD, **head)
