@@ -204,6 +204,7 @@ def test_detectors_table_mean_std_and_difference(tmp_path):
     assert np.isclose(row.value, 11.0) and row.excludes_zero and np.isclose(row.low, 100 * ci.low)
     assert set(t.tidy.column) == {"near/nol2", "near/l2", "near/diff"}
     assert "Near set No L2" in t.markdown and "*FPR95 (ID positive)*" in t.markdown
+    assert r"92.0 $\pm$ 2.0" in t.latex and t.latex.count(r"\begin{tabular}") == 2  # AUROC, FPR95
 
 
 def test_openood_table_averages_per_seed(tmp_path):

@@ -92,7 +92,24 @@ def test_study_metrics_are_tidy(demo):
     ).all()
 
 
-@pytest.mark.parametrize("name", ["norm_distributions", "accuracy_vs_norm", "norm_variability"])
+def test_demo_detectors_table(demo):
+    from l2ood.detectors import DETECTORS
+
+    md = (demo / "results/demo/tables/detectors.md").read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("| ")]
+    body = [r for r in rows if r[0] != "Detector"]
+    assert len(body) == 2 * len(DETECTORS)  # AUROC and FPR95 sections
+    assert all(len(r) == 1 + 3 * 3 for r in body)  # 3 OoD sets x (No L2, L2, difference)
+    assert all(re.match(r"^\d{1,3}\.\d{1,2} ± \d{1,3}\.\d{1,2}$", c) for r in body for c in (r[1], r[2])), body
+    tidy = pd.read_csv(demo / "results/demo/tables/detectors.csv")
+    diffs = tidy[tidy.stat == "diff"]
+    assert len(diffs) == 2 * len(DETECTORS) * 3 and (diffs.low <= diffs.value).all() and (diffs.value <= diffs.high).all()
+    # features only for the demo's runs, float16
+    with np.load(demo / "results/runs/demo-smallcnn-l2/seed0/features/digits-id.train.npz") as z:
+        assert z["features"].dtype == np.float16 and len(z["labels"]) == len(z["features"])
+
+
+@pytest.mark.parametrize("name", ["norm_distributions", "accuracy_vs_norm", "norm_variability", "detectors"])
 def test_demo_figures_render(demo, name):
     png = demo / f"results/demo/figures/{name}.png"
     img = mpimg.imread(png)
@@ -128,5 +145,7 @@ def test_partial_rebuild_after_one_output_changes(demo):
     proc = snakemake(demo, "-n", *TINY)
     jobs = job_stats(proc.stdout + proc.stderr)
     # that run and seed's inference and metrics, then the study metrics and the table; the figures
-    # read seed 0 (norms, accuracy) or the training histories, which did not change
-    assert jobs == {"infer": 1, "evaluate": 1, "study_metrics": 1, "table": 1, "all": 1}, jobs
+    # read seed 0 (norms, accuracy) or the training histories, which did not change; the detectors'
+    # features, metrics, table and figure of that run and seed
+    assert jobs == {"infer": 1, "evaluate": 1, "study_metrics": 1, "features": 1, "detectors": 1, "table": 2,
+                    "figure": 1, "all": 1}, jobs  # fmt: skip

@@ -116,7 +116,8 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _tex_escape(s) -> str:
-    return str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+    s = str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+    return s.replace("±", r"$\pm$")  # mean ± std cells
 
 
 def _latex(groups: list[tuple[str, int]], header: list[str], rows: list[list[str]], caption: str) -> str:
