@@ -16,7 +16,7 @@ rule features:
         "../../envs/l2ood.yaml"
     threads: config["threads"]["infer"]
     resources:
-        gpu=train_gpus,
+        gpu=run_gpus,  # the run's GPU request, as infer
     params:
         sets=features_sets,
     script:
