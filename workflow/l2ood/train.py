@@ -4,7 +4,7 @@ Read top to bottom. ``fit`` sets a run up (``setup``: the model, the optimizer a
 training set on the device, moved once), resumes it from its checkpoint if it has one, probes
 the initial features, then each epoch trains (``train_epoch``: shuffle, augment on the device with
 ``l2ood.augment``, step the optimizer), records the probes (``probe_features``, ``record_probe``)
-and writes a checkpoint; at the end ``write_run`` writes the run's files. ``infer_sets`` gives
+and writes a checkpoint when one is due; at the end ``write_run`` writes the run's files. ``infer_sets`` gives
 every test image's feature norm and logits. The probes and inference share one batched forward
 pass, ``batched_forward``.
 
@@ -12,7 +12,7 @@ Resumable: a checkpoint (model, optimizer, every RNG state, history, probes, epo
 atomically to ``<out_dir>/checkpoint.pt`` (``l2ood.layout.CHECKPOINT``), a path Snakemake does not
 declare (it deletes a failed job's declared outputs): at the end of an epoch once
 ``checkpoint_minutes`` have passed since the last one, and at SIGTERM (what SLURM sends before it
-preempts or times out a job), then mid-epoch, with the epoch's position (``interrupt``). A
+preempts or times out a job), then mid-epoch, with the epoch's position (``EpochPosition``). A
 restarted job resumes from it; on CPU the result is bit-identical to an uninterrupted run.
 """
 
