@@ -1,6 +1,7 @@
 """How much training a study asks for: jobs, epochs and an estimate of GPU hours.
 
-    python -m l2ood.plan paper          # (PYTHONPATH=workflow) a table per run and the totals
+    python -m l2ood.plan paper                  # a line per run and the totals, from the repository's config.yaml
+    python -m l2ood.plan demo my-config.yaml    # another config file
 
 Measured where a GPU has measured: ``benchmarks/gpu_check.py`` run on a GPU writes
 ``benchmarks/gpu_check.json``, whose ``throughput`` (training images/s of one job, by model,
@@ -21,6 +22,8 @@ from .config import run_recipe, run_spec, study_runs
 
 #: what benchmarks/gpu_check.py measured on a GPU (absent until a session with a GPU commits it)
 MEASURED_JSON = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.json"
+#: the repository's config.yaml (the package is installed editable from ``workflow/``)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
 
 #: estimated GPU seconds per 1,000 training images at 32 x 32 (scales with pixels)
 SECONDS_PER_KIMG = {
@@ -33,6 +36,11 @@ SECONDS_PER_KIMG = {
 }
 #: batches under 256 keep a GPU busy for less of the time (LogitNorm+ and CCT use 128)
 SMALL_BATCH_FACTOR = 2.0
+#: MEASURED CPU seconds per 1,000 training images of the CPU-sized runs (``gpus: 0``, the demo): the
+#: default smallcnn on 8 x 8 digits, one thread, on the 2-core machine the package is developed on
+#: (history.csv's images_per_s: 3,000 to 5,000 per second when the machine is otherwise idle, 1,200 to
+#: 1,900 at a load average of 10)
+CPU_SECONDS_PER_KIMG = {"smallcnn": 0.3}
 #: training images per data set kind
 TRAIN_IMAGES = {"digits": 585, "cifar10": 50_000, "cifar100": 50_000, "gtsrb": 26_640, "tinyimagenet": 100_000}
 
@@ -67,6 +75,8 @@ def epoch_seconds(config: dict, run: str, measured: dict | None = None) -> float
     ds = config["datasets"][spec["dataset"]]
     recipe = run_recipe(config, run)
     images = TRAIN_IMAGES.get(ds["kind"], 50_000)
+    if run_spec(config, run)["gpus"] == 0 and spec["model"] in CPU_SECONDS_PER_KIMG:  # CPU seconds, measured
+        return images / 1000 * CPU_SECONDS_PER_KIMG[spec["model"]]
     measured = measured_throughput() if measured is None else measured
     key = throughput_key(spec["model"], ds["image_size"], recipe["batch_size"])
     if key in measured:
@@ -95,21 +105,68 @@ def summary(config: dict, study: str, measured: dict | None = None):
     for run in study_runs(config, study):
         spec, recipe = run_spec(config, run), run_recipe(config, run)
         key = throughput_key(spec["model"], config["datasets"][spec["dataset"]]["image_size"], recipe["batch_size"])
+        hours = spec["seeds"] * run_minutes(config, run, measured) / 60
+        on_gpu = spec["gpus"] > 0  # the demo's runs are CPU-sized (gpus: 0): their hours are CPU hours
         rows.append({"run": run, "seeds": spec["seeds"], "epochs": recipe["epochs"],
-                     "gpu_hours": spec["seeds"] * run_minutes(config, run, measured) / 60,
-                     "speed": "measured" if key in measured else "estimate"})  # fmt: skip
+                     "gpu_hours": hours if on_gpu else 0.0, "cpu_hours": 0.0 if on_gpu else hours,
+                     "speed": "measured" if key in measured or not on_gpu else "estimate"})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _seed_ranges(seeds: list[int]) -> str:
+    seeds = sorted(seeds)
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds))
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 1.5:
+        return f"{minutes * 60:.0f} s"
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def start_line(config: dict, jobs: list[tuple[str, int]]) -> str:
+    """What a workflow invocation is about to train, in one line for the terminal: the runs with their
+    seeds, the epochs and the time (GPU runs: the sum over jobs of one GPU each, measured or estimated
+    as ``summary``; CPU runs: as measured on the development machine).
+
+    ``jobs``: the (run, seed) of each training job that will run (none: nothing to train).
+    """
+    if not jobs:
+        return "Nothing to train: every model is there; evaluating, tables and figures only."
+    by_run: dict[str, list[int]] = {}
+    for run, seed in jobs:
+        by_run.setdefault(run, []).append(int(seed))
+    measured = measured_throughput()
+    epochs = sum(run_recipe(config, r)["epochs"] * len(s) for r, s in by_run.items())
+    minutes = {r: run_minutes(config, r, measured) * len(s) for r, s in by_run.items()}
+    on_gpu = {r: run_spec(config, r)["gpus"] > 0 for r in by_run}
+    gpu, cpu = (sum(m for r, m in minutes.items() if on_gpu[r] == g) for g in (True, False))
+    runs = "; ".join(f"{r} ({_seed_ranges(s)})" for r, s in by_run.items())
+    cost = []
+    if gpu:
+        cost.append(f"about {_duration(gpu)} of GPU time (one GPU per job; python -m l2ood.plan says which are measured)")
+    if cpu:
+        cost.append(f"about {_duration(cpu)} of CPU time for one core (measured; jobs run in parallel with --cores)")
+    text = " and ".join(cost)
+    return f"Training {len(jobs)} jobs, {epochs} epochs: {runs}. {text[0].upper()}{text[1:]}."
 
 
 if __name__ == "__main__":
     import yaml
 
     study = sys.argv[1] if len(sys.argv) > 1 else "paper"
-    with open(sys.argv[2] if len(sys.argv) > 2 else "config.yaml") as f:
+    with open(sys.argv[2] if len(sys.argv) > 2 else DEFAULT_CONFIG) as f:
         cfg = yaml.safe_load(f)
     df = summary(cfg, study)
+    cpu = f", {df.cpu_hours.sum() * 60:.1f} CPU minutes for one core (measured)" if df.cpu_hours.any() else ""
+    if not df.cpu_hours.any():
+        df = df.drop(columns="cpu_hours")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     n_measured = int((df.speed == "measured").sum())
     basis = f"{n_measured} of {len(df)} runs measured ({MEASURED_JSON.name})" if n_measured else "estimate"
     print(f"\n{study}: {len(df)} runs, {df.seeds.sum()} training jobs, {(df.seeds * df.epochs).sum()} epochs, "
-          f"about {df.gpu_hours.sum():.0f} GPU hours ({basis}, one GPU per job)")  # fmt: skip
+          f"about {df.gpu_hours.sum():.0f} GPU hours ({basis}, one GPU per job){cpu}")  # fmt: skip
