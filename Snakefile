@@ -28,27 +28,11 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/detectors.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/terminal.smk"
 
 
 # The report's home page: what the study shows and how to read it (`snakemake --report report.html`).
 report: "workflow/report/workflow.rst"
-
-
-# One line before the first job: what will be trained and roughly how long (l2ood.plan). With
-# `quiet: progress` (profiles/default) the scheduler's "Select jobs to execute..." and "Execute 1
-# jobs..." are progress too: two lines per job that would bury the training lines.
-onstart:
-    import re
-    from snakemake.logging import logger
-    from snakemake.settings.enums import Quietness
-    from l2ood.plan import start_line
-
-    jobs = [j for j in workflow.dag.needrun_jobs() if j.rule.name == "train"]
-    logger.info(start_line(config, [(j.wildcards.run, j.wildcards.seed) for j in jobs]))
-    if Quietness.PROGRESS in workflow.output_settings.quiet:
-        logger.addFilter(
-            lambda r: not re.fullmatch(r"Select jobs to execute\.\.\.|Execute \d+ jobs\.\.\.", r.getMessage())
-        )
 
 
 localrules:

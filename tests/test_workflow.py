@@ -29,7 +29,8 @@ def snakemake(cwd, *args, check=True, timeout=600):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     work = copy_workflow(tmp_path_factory.mktemp("demo"))
-    snakemake(work, "--cores", "2", *TINY)
+    proc = snakemake(work, "--cores", "2", *TINY)
+    (work / "terminal.txt").write_text(proc.stdout + proc.stderr)  # what a user sees
     return work
 
 
@@ -124,12 +125,30 @@ def test_training_log_shows_progress(demo):
     assert (demo / "benchmarks/train/demo-smallcnn-l2/seed0.tsv").exists()
 
 
-def test_report_has_every_table_and_figure(demo):
+def test_terminal_is_short_and_every_progress_line_names_run_and_seed(demo):
+    lines = (demo / "terminal.txt").read_text().splitlines()
+    assert len(lines) <= 60, "\n".join(lines)  # 23 jobs; the full demo's 29 print about 40 lines
+    assert "Shell command" not in "\n".join(lines)
+    assert sum(line.startswith("Training 4 jobs, 12 epochs: demo-smallcnn-") for line in lines) == 1
+    progress = [line for line in lines if re.search(r"epoch \d+/\d+", line)]
+    assert progress and all(re.search(r"demo-smallcnn-(l2|nol2) seed [01]: epoch \d+/3 .* ETA \d+:\d\d:\d\d$", line)
+                            for line in progress), progress  # fmt: skip
+    assert len(progress) == 4 * 2  # per job the first and the last epoch (the log file has all three)
+
+
+def test_report_has_a_description_and_the_tables_inline(demo):
     snakemake(demo, *TINY, "--report", "results/demo/report.html")
     html = (demo / "results/demo/report.html").read_text(errors="replace")
-    for name in ("norm_distributions", "accuracy_vs_norm", "norm_variability", "demo.csv"):
+    for name in ("norm_distributions", "accuracy_vs_norm", "norm_variability", "demo.csv", "demo.html"):
         assert name in html
     assert "laid out like the paper" in html  # a caption from config.yaml
+    assert "What the study shows" in html and "How to read the tables" in html  # the description page
+    # the table as printed is on the home page in plain text (results are embedded base64): every
+    # number of the markdown table is in the HTML
+    md = (demo / "results/demo/tables/demo.md").read_text()
+    numbers = re.findall(r"\d+\.\d+", "\n".join(line for line in md.splitlines() if line.startswith("| SmallCNN")))
+    assert len(numbers) == 3 * (6 * 4 + 2 * 2)  # 3 scores x (6 cells x 2 means ± 2 stds + 2 accuracies ± std)
+    assert all(n in html for n in numbers), [n for n in numbers if n not in html]
 
 
 def test_nothing_to_do_after_a_complete_run(demo):

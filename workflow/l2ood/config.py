@@ -187,8 +187,13 @@ def resolve_figure(config: dict, spec: dict) -> dict:
                     q["metrics"] = run_file(p["run"], seed, METRICS)
             q["outputs"] = {d: run_file(p["run"], seed, outputs_file(d)) for d in names}
             q["outputs_dir"] = run_file(p["run"], seed, OUTPUTS_DIR)
+            if kind == "accuracy_vs_norm":  # the ID test images of every seed, pooled
+                q["id_outputs"] = [run_file(p["run"], s, outputs_file(run["dataset"])) for s in seeds(config, p["run"])]
+                q["outputs_dirs"] = [run_file(p["run"], s, OUTPUTS_DIR) for s in seeds(config, p["run"])]
         elif reads == "collapse":
             q["collapse"] = [run_file(p["run"], s, TRAIN_OUTPUTS["collapse"]) for s in seeds(config, p["run"])]
+            recipe = run_recipe(config, p["run"])  # the learning-rate drops, marked on the curves
+            q["lr_drops"] = list(recipe.get("milestones", [])) if recipe["schedule"] == "multistep" else []
         else:
             q["probes"] = run_file(p["run"], seed, TRAIN_OUTPUTS["probes"])
         panels.append(q)
@@ -202,6 +207,7 @@ def figure_files(resolved: dict) -> list[str]:
     files = []
     for p in resolved["panels"]:
         files += p.get("collapse", []) + [p[k] for k in ("outputs_dir", "probes", "metrics") if k in p]
+        files += p.get("outputs_dirs", [])
     return list(dict.fromkeys(files))
 
 

@@ -16,9 +16,12 @@ from .layout import HEADS  # noqa: E402
 from .outputs import load_outputs  # noqa: E402
 from .scores import head_logits, max_softmax, scaled_logits  # noqa: E402
 
-#: per head: the colour of a panel that shows one model, the line style of a curve among several
+#: per head, in every figure: the colour of its boxes, points and curves
 HEAD_COLORS = {"l2": "tab:blue", "nol2": "tab:gray"}
-HEAD_LINESTYLES = {"l2": "-", "nol2": "--"}
+#: curves of several runs of one head on one axes (e.g. 60 and 350 epochs): one line style each, in panel order
+LINESTYLES = ("-", "--", ":", "-.")
+#: the data sets of a scatter (ID first, then OoD): colours no head uses
+DATASET_COLORS = ("black", "tab:orange")
 
 
 def _for_head(styles: dict, head: str):
@@ -27,9 +30,15 @@ def _for_head(styles: dict, head: str):
     return styles[head]
 
 
-def _line_style(i: int, head: str) -> dict:
-    """Distinct lines for panels drawn on one axes: a colour per panel, dashed for No L2."""
-    return {"color": plt.get_cmap("tab10")(i % 10), "linestyle": _for_head(HEAD_LINESTYLES, head)}
+def _line_styles(panels: list[dict]) -> list[dict]:
+    """A line style per panel drawn on one axes: the head's colour, and the k-th panel of a head
+    the k-th of ``LINESTYLES``, so that L2 is blue and No L2 grey in every figure."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in panels:
+        k = seen[p["head"]] = seen.get(p["head"], -1) + 1
+        out.append({"color": _for_head(HEAD_COLORS, p["head"]), "linestyle": LINESTYLES[k % len(LINESTYLES)]})
+    return out
 
 
 def _integer_epochs(ax) -> None:
@@ -43,43 +52,123 @@ def _panels(n: int, width: float = 4.2, height: float = 3.4, sharey: bool = Fals
     return fig, list(axes[0])
 
 
+def _note(fig, text: str) -> None:
+    """A line under the panels saying what the marks mean."""
+    fig.text(0.5, -0.01, text, ha="center", va="top", fontsize="small", wrap=True)
+
+
 def norm_distributions(spec: dict):
-    """Figure 5: the feature norms of each data set, one panel per model (box: quartiles,
-    whiskers: 5th-95th percentile, diamond: mean)."""
-    fig, axes = _panels(len(spec["panels"]), width=max(4.2, 1.3 * len(spec["labels"])))
+    """Figure 5: the feature norms of each data set, one panel per model, on one shared y-axis.
+
+    Per data set a violin (the density: how much the sets overlap is what AUROC measures) with a
+    box inside it (the quartiles, the median as a line, whiskers from the 5th to the 95th
+    percentile, the mean as a white diamond); above each OoD set its AUROC against the ID set with
+    the feature norm as the score (a † below 50: the set gets larger norms than the ID images).
+    """
+    from .metrics import auroc
+
+    fig, axes = _panels(len(spec["panels"]), width=max(4.2, 1.4 * len(spec["labels"])), height=3.8, sharey=True)
     for ax, p in zip(axes, spec["panels"]):
         names = list(p["outputs"])
-        norms = [load_outputs(p["outputs"][d])["feature_norm"] for d in names]
-        box = {"facecolor": _for_head(HEAD_COLORS, p["head"]), "alpha": 0.5}
-        ax.boxplot(norms, whis=(5, 95), showfliers=False, showmeans=True,
-                   meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
-                   patch_artist=True, boxprops=box)  # fmt: skip
-        ax.set_xticks(range(1, len(names) + 1), [spec["labels"][d] for d in names], rotation=25, ha="right")
-        ax.set_ylabel("Feature norm ||z|| (before normalization)")
-        ax.set_title(f"{p['title']} (seed {p['seed']})")
+        norms = [load_outputs(p["outputs"][d])["feature_norm"].astype(np.float64) for d in names]
+        color = _for_head(HEAD_COLORS, p["head"])
+        pos = np.arange(1, len(names) + 1)
+        vio = ax.violinplot(norms, positions=pos, widths=0.8, showextrema=False)
+        for body in vio["bodies"]:
+            body.set_facecolor(color)
+            body.set_alpha(0.35)
+        ax.boxplot(norms, positions=pos, widths=0.18, whis=(5, 95), showfliers=False, showmeans=True,
+                   meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black", "markersize": 5},
+                   medianprops={"color": "black"}, patch_artist=True,
+                   boxprops={"facecolor": color, "alpha": 0.9})  # fmt: skip
+        ids = [i for i, d in enumerate(names) if d == p["id"]]
+        if ids:  # the ID median across the panel: where each set's norms lie against it
+            ax.axhline(np.median(norms[ids[0]]), color="black", lw=0.8, ls="--", alpha=0.6)
+        for i, d in enumerate(names):
+            if ids and i != ids[0]:
+                a = 100 * auroc(norms[ids[0]], norms[i])
+                text = f"AUROC {a:.1f}" + ("\u2020" if a < 50 else "")
+                ax.annotate(text, (pos[i], 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                            fontsize="small")  # fmt: skip
+        tag = {d: "\n(ID)" if d == p["id"] and "ID" not in spec["labels"][d] else "" for d in names}
+        labels = [spec["labels"][d] + tag[d] for d in names]
+        ax.set_xticks(pos, labels, rotation=25, ha="right")
+        ax.set_title(f"{p['title']} (seed {p['seed']})", pad=16)
         ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("Feature norm ||z|| (before normalization)")
+    _note(fig, "Violin: density of the norms. Box: quartiles, line = median, white diamond = mean, whiskers: 5th-95th "
+               "percentile; dashed: the ID median. AUROC: that set against the ID set, feature norm as the score "
+               "(\u2020 below 50: OoD ranked above ID).")  # fmt: skip
     return fig
 
 
-def accuracy_vs_norm(spec: dict):
-    """Figure 7: ID test images sorted by feature norm into equal-sized bins; accuracy per bin."""
-    from scipy.stats import spearmanr
+def _wilson(k: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score interval of a proportion k/n (stays inside [0, 1] and is not empty at k = n)."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
 
-    bins = int(spec.get("bins", 125))
-    fig, axes = _panels(len(spec["panels"]), sharey=True)
-    for ax, p in zip(axes, spec["panels"]):
-        out = load_outputs(p["outputs"][p["id"]])
-        order = np.argsort(out["feature_norm"], kind="stable")
-        correct = (out["logits"].argmax(1) == out["labels"])[order]
-        groups = np.array_split(np.arange(len(order)), bins)
-        x = [out["feature_norm"][order][g].mean() for g in groups]
-        y = [correct[g].mean() for g in groups]
-        rho = spearmanr(x, y).statistic
-        ax.plot(x, y, "o-", ms=3, color=_for_head(HEAD_COLORS, p["head"]))
-        ax.set_xlabel("Mean feature norm of the bin")
-        ax.set_title(f"{p['title']}: {bins} bins of {len(order) // bins}+ images, Spearman {rho:.2f}")
+
+def norm_bins(norms: np.ndarray, bins: int, binning: str) -> list[np.ndarray]:
+    """The image indices of each bin of feature norm, lowest norms first; empty bins are left out.
+
+    ``equal_width``: ``bins`` intervals of equal width between the smallest and the largest norm
+    (few images in the extreme bins); ``equal_count``: the images sorted by norm and split into
+    ``bins`` groups of (almost) equal size.
+    """
+    order = np.argsort(norms, kind="stable")
+    if binning == "equal_count":
+        return [g for g in np.array_split(order, bins) if len(g)]
+    if binning != "equal_width":
+        raise ValueError(f"unknown binning {binning!r}; use 'equal_width' or 'equal_count'")
+    edges = np.linspace(norms.min(), norms.max(), bins + 1)
+    which = np.clip(np.searchsorted(edges, norms, side="right") - 1, 0, bins - 1)
+    return [np.flatnonzero(which == b) for b in range(bins) if (which == b).any()]
+
+
+def accuracy_vs_norm(spec: dict):
+    """Figure 7: ID test accuracy against feature norm, the test images of every seed pooled.
+
+    The images are binned by norm (``binning``: ``equal_width``, the default, or ``equal_count``;
+    ``bins`` bins); per bin the accuracy with its 95% Wilson interval (top) and the number of
+    images and of errors (bottom, log scale). No rank correlation: with accuracy near 1 most bins
+    tie at 1.0 and a correlation over them says nothing.
+    """
+    bins, binning = int(spec.get("bins", 125)), spec.get("binning", "equal_width")
+    n = len(spec["panels"])
+    fig, grid = plt.subplots(2, n, figsize=(4.6 * n, 4.6), squeeze=False, sharex="col", sharey="row",
+                             height_ratios=[3, 1.3], layout="constrained")  # fmt: skip
+    for (ax, cax), p in zip(grid.T, spec["panels"]):
+        outs = [load_outputs(f) for f in p["id_outputs"]]
+        norms = np.concatenate([o["feature_norm"] for o in outs]).astype(np.float64)
+        correct = np.concatenate([o["logits"].argmax(1) == o["labels"] for o in outs])
+        groups = norm_bins(norms, bins, binning)
+        x = np.array([norms[g].mean() for g in groups])
+        count = np.array([len(g) for g in groups], dtype=np.float64)
+        right = np.array([correct[g].sum() for g in groups], dtype=np.float64)
+        lo, hi = _wilson(right, count)
+        color = _for_head(HEAD_COLORS, p["head"])
+        acc = right / count
+        yerr = np.clip([acc - lo, hi - acc], 0, None)  # the interval holds acc; clip rounding at acc = 1
+        ax.errorbar(x, acc, yerr=yerr, fmt="o-", ms=3, lw=1, capsize=2, color=color, ecolor=color,
+                    elinewidth=0.8, alpha=0.9)  # fmt: skip
+        ax.set_ylim(min(0.5, lo.min() - 0.02), 1.01)
+        errors = int(len(norms) - correct.sum())
+        ax.set_title(f"{p['title']}: {len(outs)} seeds pooled, {len(norms):,} images, {errors} errors", fontsize="medium")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("Accuracy of the bin")
+        width = np.diff(x).min() * 0.8 if len(x) > 1 else 1.0
+        cax.bar(x, count, width=width, color=color, alpha=0.4, label="images")
+        cax.bar(x, count - right, width=width * 0.5, color="tab:red", label="errors")  # a bin without errors: none
+        cax.set_yscale("log")
+        cax.set_xlabel("Feature norm ||z|| (bin mean)")
+        cax.grid(alpha=0.3)
+    grid[0, 0].set_ylabel("Accuracy of the bin")
+    grid[1, 0].set_ylabel("Per bin")
+    grid[1, 0].legend(fontsize="x-small", loc="upper right")
+    kind = "equal width" if binning == "equal_width" else "equal count"
+    _note(fig, f"{bins} bins of {kind} in feature norm (empty bins left out). Error bars: 95% Wilson interval of "
+               "each bin's accuracy. Bottom: images per bin and, in red, the misclassified ones (log scale).")  # fmt: skip
     return fig
 
 
@@ -88,34 +177,55 @@ def _seed_curves(paths: list[str], column: str) -> tuple[np.ndarray, np.ndarray]
     return frames[0]["epoch"].to_numpy(), np.stack([f[column].to_numpy() for f in frames])
 
 
+def _mark_lr_drops(ax, panels: list[dict]) -> None:
+    """A dotted vertical line at each epoch where a panel's learning rate drops (multistep schedules)."""
+    drops = sorted({m for p in panels for m in p.get("lr_drops", [])})
+    for i, m in enumerate(drops):
+        ax.axvline(m, color="black", linestyle=":", lw=0.8, label="learning-rate drop" if i == 0 else None)
+
+
+#: Figure 3 (right)'s "variability of norms": the probe norms' coefficient of variation (the default:
+#: scale-free, so runs whose norms grow can be compared) or their standard deviation
+VARIABILITY = {"cv": ("norm_cv", "Std / mean of feature norms (coefficient of variation)"),
+               "std": (None, "Std of feature norms")}  # fmt: skip
+
+
 def norm_variability(spec: dict):
-    """Figure 3 (right): coefficient of variation of the probe images' feature norms per epoch;
-    line: mean over seeds, band: min-max."""
-    fig, axes = _panels(1, width=5.5)
+    """Figure 3 (right): variability of the probe images' feature norms per epoch (``variability``:
+    ``cv``, std / mean, the default; or ``std``); line: mean over seeds, band: min to max over seeds;
+    dotted: the learning-rate drops."""
+    which = spec.get("variability", "cv")
+    if which not in VARIABILITY:
+        raise ValueError(f"unknown variability {which!r}; use one of {sorted(VARIABILITY)}")
+    column, ylabel = VARIABILITY[which]
+    fig, axes = _panels(1, width=6.0, height=3.8)
     ax = axes[0]
-    for i, p in enumerate(spec["panels"]):
+    for p, style in zip(spec["panels"], _line_styles(spec["panels"])):
         epochs, cv = _seed_curves(p["collapse"], "norm_cv")
-        style = _line_style(i, p["head"])
-        ax.plot(epochs, cv.mean(0), label=f"{p['title']} ({len(cv)} seeds)", **style)
-        ax.fill_between(epochs, cv.min(0), cv.max(0), alpha=0.2, color=style["color"])
+        v = cv if column else cv * _seed_curves(p["collapse"], "norm_mean")[1]
+        ax.plot(epochs, v.mean(0), label=f"{p['title']} ({len(v)} seeds)", **style)
+        ax.fill_between(epochs, v.min(0), v.max(0), alpha=0.2, color=style["color"], lw=0)
+    _mark_lr_drops(ax, spec["panels"])
     _integer_epochs(ax)
     ax.set_xlabel("Epoch (0 = initialization)")
-    ax.set_ylabel("Std / mean of feature norms")
+    ax.set_ylabel(ylabel)
     ax.set_title("Variability of feature norms through training")
-    ax.legend()
+    ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
+    _note(fig, "Line: mean over seeds; band: minimum to maximum over seeds; dotted: learning-rate drops.")
     return fig
 
 
 def collapse(spec: dict):
-    """Neural-collapse measures through training (Eqs. 2-4), mean over seeds."""
+    """Neural-collapse measures through training (Eqs. 2-4), mean over seeds; dotted: learning-rate drops."""
     measures = [("nc1", "NC1 (Eq. 2)", True), ("equinormality", "Equinormality (Eq. 3)", False),
                 ("equiangularity", "Equiangularity (Eq. 4)", False)]  # fmt: skip
     fig, axes = _panels(len(measures))
     for ax, (col, title, log) in zip(axes, measures):
-        for i, p in enumerate(spec["panels"]):
+        for p, style in zip(spec["panels"], _line_styles(spec["panels"])):
             epochs, v = _seed_curves(p["collapse"], col)
-            ax.plot(epochs, v.mean(0), label=p["title"], **_line_style(i, p["head"]))
+            ax.plot(epochs, v.mean(0), label=p["title"], **style)
+        _mark_lr_drops(ax, spec["panels"])
         _integer_epochs(ax)
         ax.set_title(title)
         ax.set_xlabel("Epoch")
@@ -123,27 +233,31 @@ def collapse(spec: dict):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Value (0 = collapsed)")
-    axes[0].legend()
+    axes[0].legend(fontsize="small")
     return fig
 
 
 def feature_change(spec: dict):
-    """Figures 3 (center) and 6: mean squared feature change between consecutive epochs (Eq. 8),
-    probe images grouped by their final feature norm."""
+    """Figures 3 (center) and 6: the probe images' mean squared feature change between consecutive
+    epochs (the summand of Eq. 8), grouped by their final feature norm; ``cumulative: true`` plots
+    the running sum over epochs instead, Eq. 8's "total change" up to each epoch."""
+    cumulative = bool(spec.get("cumulative", False))
     fig, axes = _panels(len(spec["panels"]))
     for ax, p in zip(axes, spec["panels"]):
         with np.load(p["probes"]) as z:
             norms, change = z["norms"], z["sq_change"]
         labels, rows = change_by_norm_group(change, norms[-1], edges=p.get("edges"))
-        for label, row in zip(labels, rows):
-            ax.plot(np.arange(1, len(row) + 1), row, label=label)
+        colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(rows)))  # low norms dark, high norms light
+        for label, row, color in zip(labels, rows, colors):
+            ax.plot(np.arange(1, len(row) + 1), np.cumsum(row) if cumulative else row, label=label, color=color)
+        _mark_lr_drops(ax, [p])
         ax.set_yscale("log")
         ax.set_xlabel("Epoch")
         _integer_epochs(ax)
         ax.set_title(f"{p['title']} (seed {p['seed']})")
         ax.legend(title="final norm", fontsize="small")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("Mean ||z_e - z_(e-1)||^2")
+    axes[0].set_ylabel("Sum of mean ||z_e - z_(e-1)||^2 up to e" if cumulative else "Mean ||z_e - z_(e-1)||^2")
     return fig
 
 
@@ -156,7 +270,7 @@ def softmax_vs_norm(spec: dict):
         scale = p.get("scale")
         if scale == "tuned":
             scale = float(pd.read_csv(p["metrics"]).query("score == 'scaled_msp'")["scale"].iloc[0])
-        for d, color in zip(p["outputs"], ("tab:blue", "tab:orange")):
+        for d, color in zip(p["outputs"], DATASET_COLORS):
             out = load_outputs(p["outputs"][d])
             y = max_softmax(scaled_logits(out, scale) if scale else head_logits(out))  # the probability itself
             ax.scatter(out["feature_norm"], y, s=2, alpha=0.4, color=color, label=spec["labels"][d])

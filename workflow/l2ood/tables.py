@@ -6,13 +6,15 @@
   fpr95 or accuracy) name the cell as ``workflow/resources/paper_numbers.csv`` does, ``value``
   is what the table prints (percent; the mean over seeds, or the min/max for Table 3), and
   ``mean``/``std``/``min``/``max``/``n_seeds`` with the run, score and data set behind it;
-* ``markdown`` and ``latex``: the paper's layout, "AUROC / FPR95" in percent.
+* ``markdown``, ``latex`` and ``html`` (a page for the report): the paper's layout, "AUROC / FPR95"
+  in percent; an AUROC below 50 is marked with a dagger (the score ranks OoD above ID).
 
 Column keys: ``<ood>/<variant>`` (``svhn/nol2``, ``cifar100/SM``) or ``accuracy/<variant>``;
 ``<ood>`` is the key of the spec's ``ood`` mapping (paper names: svhn, cifar100, ...); the
 variants of Tables 4-8 are the heads' code names (``l2ood.layout.HEADS``: nol2, l2).
 """
 
+import html
 from dataclasses import dataclass
 
 import pandas as pd
@@ -29,6 +31,7 @@ class Table:
     tidy: pd.DataFrame
     markdown: str
     latex: str
+    html: str
 
 
 def pct(x: float) -> str:
@@ -53,6 +56,11 @@ def load_metrics(files: dict[str, list[str]]) -> pd.DataFrame:
     return pd.concat([pd.read_csv(f) for fs in files.values() for f in fs], ignore_index=True)
 
 
+#: marks an AUROC below 50%: the score ranks OoD images above ID ones (reversed, it would do better)
+BELOW_CHANCE = "\u2020"
+BELOW_CHANCE_NOTE = f"{BELOW_CHANCE} AUROC below 50: the score ranks OoD above ID (worse than chance, not weak)."
+
+
 class Cells:
     """Collects the printed cells of a table, with their statistics over seeds."""
 
@@ -60,6 +68,7 @@ class Cells:
         self.metrics = metrics
         self.rows: list[dict] = []
         self.std = std  # the table spec's `std: true`: cells print "mean ± std" over seeds
+        self.below_chance = False  # some printed AUROC is below 50: the note explains the dagger
 
     def select(self, run: str, score: str | None = None, ood: str | None = None) -> pd.DataFrame:
         m = self.metrics[self.metrics.run == run]
@@ -83,16 +92,19 @@ class Cells:
         m = self.select(run, score, ood)
         if m.empty:
             return "n/a"
-        a = self.text(self.add(row, column, "auroc", m.auroc, stat, run=run, score=score, ood=ood))
+        auroc = self.add(row, column, "auroc", m.auroc, stat, run=run, score=score, ood=ood)
+        mark = BELOW_CHANCE if auroc < 0.5 else ""
+        self.below_chance |= bool(mark)
+        a = self.text(auroc, mark)
         f = self.text(self.add(row, column, "fpr95", m.fpr95, stat, run=run, score=score, ood=ood))
         return f"{a} / {f}"
 
-    def text(self, value: float) -> str:
-        """The printed text of the number just added: ``pct``, and " ± std" if the table asks for it."""
+    def text(self, value: float, mark: str = "") -> str:
+        """The printed text of the number just added: ``pct`` and ``mark``, and " ± std" if the table asks for it."""
         last = self.rows[-1]
         if not self.std or last["stat"] != "mean" or last["n_seeds"] < 2:
-            return pct(value)
-        return pct_std(value, last["std"] / 100)
+            return pct(value) + mark
+        return pct_std(value, last["std"] / 100).replace(" ± ", f"{mark} ± ", 1)
 
     def accuracy(self, row, column, run) -> str:
         m = self.select(run).drop_duplicates("seed")  # accuracy repeats on every row of a seed
@@ -106,8 +118,10 @@ class Cells:
         n = self.frame()["n_seeds"] if self.rows else pd.Series([0])
         seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
         if self.std:
-            return f"Mean ± standard deviation over {seeds} seeds; minima and maxima in the CSV."
-        return f"Mean over {seeds} seeds; standard deviations, minima and maxima in the CSV."
+            text = f"Mean ± standard deviation over {seeds} seeds; minima and maxima in the CSV."
+        else:
+            text = f"Mean over {seeds} seeds; standard deviations, minima and maxima in the CSV."
+        return text + (f" {BELOW_CHANCE_NOTE}" if self.below_chance else "")
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -129,16 +143,53 @@ def _latex(groups: list[tuple[str, int]], header: list[str], rows: list[list[str
     return "\n".join(out) + "\n"
 
 
+def _header_groups(groups, header):
+    """Each group with the header cells under it: [((group, n), [cells...]), ...]."""
+    out, col = [], 0
+    for g, n in groups:
+        out.append(((g, n), header[col : col + n]))
+        col += n
+    return out
+
+
+#: the HTML pages' styles, scoped to ``.l2ood-table`` (the report's home page includes the pages)
+HTML_STYLE = (".l2ood-table{font-family:sans-serif;font-size:13px;margin:8px 0} .l2ood-table table{border-collapse:"
+              "collapse;margin:6px 0} .l2ood-table th,.l2ood-table td{border:1px solid #bbb;padding:3px 6px;"
+              "text-align:center} .l2ood-table td{white-space:nowrap} .l2ood-table td:first-child{text-align:left}"
+              " .l2ood-table th{background:#eee} .l2ood-table p{max-width:60em}")  # fmt: skip
+
+
+def html_table(groups: list[tuple[str, int]], header: list[str], rows) -> str:
+    """One table as HTML: two header rows as the LaTeX; an "AUROC / FPR95" cell on two lines, so that a
+    narrow page wraps between the numbers, not inside them."""
+    esc = html.escape
+    top = "".join(f'<th colspan="{n}">{esc(g)}</th>' if n > 1 else f'<th rowspan="2">{esc(g)}</th>' for g, n in groups)
+    sub = "".join(f"<th>{esc(h)}</th>" for (g, n), hs in _header_groups(groups, header) if n > 1 for h in hs)
+    body = "".join("<tr>" + "".join(f"<td>{'<br>'.join(map(esc, str(c).split(' / ')))}</td>" for c in r) + "</tr>\n"
+                   for r in rows)  # fmt: skip
+    return f"<table>\n<tr>{top}</tr>\n<tr>{sub}</tr>\n{body}</table>\n"
+
+
+def html_page(title: str, caption: str, tables: list[str], note: str) -> str:
+    """A table's HTML fragment for the report (a result, and inline on its home page): the caption
+    above, the tables (``html_table``), the note below."""
+    esc = html.escape
+    return (f'<meta charset="utf-8"><style>{HTML_STYLE}</style>\n<div class="l2ood-table">\n'
+            f"<p><b>{esc(title)}.</b> {esc(caption)}</p>\n{''.join(tables)}<p>{esc(note)}</p>\n</div>\n")  # fmt: skip
+
+
 def _render(spec, cells: Cells, groups, header, rows, note="") -> Table:
-    """Markdown (one header row: group + variant) and LaTeX (two header rows) of the same cells."""
+    """Markdown (one header row: group + variant), LaTeX and HTML (two header rows) of the same cells."""
     flat = [header[0]]
     col = 1
     for g, n in groups[1:]:
         flat += [f"{g} {h}".strip() if n > 1 else g for h in header[col : col + n]]
         col += n
-    text = f"**{spec.get('title', 'Table')}.** {spec['caption']}\n\n" + markdown_table(flat, rows)
-    text += f"\n{note or 'AUROC / FPR95 (%, ID positive).'} {cells.seeds_note()}\n"
-    return Table(cells.frame(), text, _latex(groups, header, rows, spec["caption"]))
+    title = spec.get("title", "Table")
+    full_note = f"{note or 'AUROC / FPR95 (%, ID positive).'} {cells.seeds_note()}"
+    text = f"**{title}.** {spec['caption']}\n\n" + markdown_table(flat, rows) + f"\n{full_note}\n"
+    page = html_page(title, spec["caption"], [html_table(groups, header, rows)], full_note)
+    return Table(cells.frame(), text, _latex(groups, header, rows, spec["caption"]), page)
 
 
 def _label(spec, dataset):
@@ -306,7 +357,7 @@ def _diff(cells: Cells, row: str, column: str, metric: str, l2: pd.Series, nol2:
 def _sections(spec, cells: Cells, sections: list[tuple[str, list, list, list]], note: str) -> Table:
     """One markdown and one LaTeX table per metric: ``(metric name, groups, header, rows)``."""
     text = f"**{spec.get('title', 'Table')}.** {spec['caption']}\n"
-    tex = ""
+    tex, pages = "", []
     for name, groups, header, rows in sections:
         flat, col = [header[0]], 1
         for g, n in groups[1:]:
@@ -314,8 +365,10 @@ def _sections(spec, cells: Cells, sections: list[tuple[str, list, list, list]], 
             col += n
         text += f"\n*{name}* (%)\n\n" + markdown_table(flat, rows)
         tex += _latex(groups, header, rows, f"{spec['caption']} {name} (%).")
+        pages.append(f"<p><i>{html.escape(name)}</i> (%)</p>\n" + html_table(groups, header, rows))
     text += f"\n{note} {cells.seeds_note()}\n"
-    return Table(cells.frame(), text, tex)
+    return Table(cells.frame(), text, tex, html_page(spec.get("title", "Table"), spec["caption"], pages,
+                                                      f"{note} {cells.seeds_note()}"))  # fmt: skip
 
 
 def _row_label(pair: dict, name: str, pairs: int) -> str:

@@ -561,7 +561,8 @@ def load_checkpoint(path: Path, run: Run) -> dict | None:
     where = f"epoch {progress['epoch']}"
     if "position" in progress:
         where += f", step {progress['position']['step']} of epoch {progress['epoch'] + 1}"
-    log.info("resumed from %s at %s of %d", path, where, run.recipe["epochs"], extra={"terminal": True})
+    epochs = run.recipe["epochs"]
+    log.info("resumed from %s at %s of %d", path, where, epochs, extra={"terminal": True})
     return progress
 
 

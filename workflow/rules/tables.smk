@@ -5,11 +5,20 @@ rule table:
     input:
         table_inputs,
     output:
-        csv=report(
-            "results/{study}/tables/{table}.csv",
-            caption="../report/caption.rst",
+        # the report shows the HTML page (the table as printed) and offers the CSV (one row per number)
+        html=report(
+            "results/{study}/tables/{table}.html",
+            caption="../report/table.rst",
             category="Tables",
             subcategory="{table}",
+            labels={"table": "{table}", "file": "as printed"},
+        ),
+        csv=report(
+            "results/{study}/tables/{table}.csv",
+            caption="../report/table_csv.rst",
+            category="Tables",
+            subcategory="{table}",
+            labels={"table": "{table}", "file": "one row per number (CSV)"},
         ),
         md="results/{study}/tables/{table}.md",
         tex="results/{study}/tables/{table}.tex",
