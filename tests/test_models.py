@@ -423,3 +423,23 @@ def test_avgpool_shortcut_by_hand():
     odd = AvgPoolShortcut(stride=2, cin=1, cout=1)(torch.arange(9.0).view(1, 1, 3, 3))
     torch.testing.assert_close(odd[0, 0], torch.tensor([[0.0, 2.0], [6.0, 8.0]]))  # subsampled
     assert list(AvgPoolShortcut(2, 1, 3).parameters()) == []
+
+
+def test_a_new_model_file_registers_itself_without_a_second_edit(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    pkg = tmp_path / "l2ood"
+    shutil.copytree(ROOT / "workflow/l2ood", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "models/tinynet.py").write_text(
+        "from torch import nn\n\nfrom . import register\n\n\n"
+        "@register('tinynet')\ndef tinynet(image_size=32):\n    return nn.Sequential(nn.Flatten(), nn.LazyLinear(4)), 4\n"
+    )
+    code = "from l2ood.models import REGISTRY, build_model; build_model('tinynet', 3); print(sorted(REGISTRY))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": ""})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "'tinynet'" in proc.stdout and "'resnet18'" in proc.stdout

@@ -26,7 +26,9 @@ def paper_md() -> Path | None:
 def parsed() -> pd.DataFrame:
     path = paper_md()
     if path is None:
-        msg = "paper.md not found at ../shared/paper/paper.md; set L2OOD_PAPER_MD=/path/to/paper.md"
+        msg = (f"the paper's text is not here: to check the transcribed numbers against it, put the paper as "
+               f"markdown at {ROOT.parent / 'shared/paper/paper.md'} (beside the clone) or run "
+               f"L2OOD_PAPER_MD=/path/to/paper.md pytest tests/test_paper_numbers.py")  # fmt: skip
         if os.environ.get("CI") == "true":
             pytest.fail(msg)
         pytest.skip(msg)

@@ -65,9 +65,11 @@ def test_demo_table_content(demo):
     assert len(rows) == 3  # feature norm, MSP, MaxLogit
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert len(cells) == 1 + 2 * 3 + 2  # model, 3 OoD sets x (No L2, L2), accuracy x 2
-    for cell in cells[1:7]:
-        auroc, fpr = (float(v) for v in cell.split(" / "))
-        assert 0 <= auroc <= 100 and 0 <= fpr <= 100
+    for cell in cells[1:7]:  # "AUROC ± std / FPR95 ± std", a dagger after an AUROC below 50
+        m = re.fullmatch(r"(\d+\.\d+)(†?) ± (\d+\.\d) / (\d+\.\d+) ± (\d+\.\d)", cell)
+        assert m, cell
+        auroc, fpr = float(m[1]), float(m[4])
+        assert 0 <= auroc <= 100 and 0 <= fpr <= 100 and (m[2] == "†") == (auroc < 50)
     tidy = pd.read_csv(demo / "results/demo/tables/demo.csv")
     # one row per printed number: 3 scores x 3 OoD sets x 2 heads x (AUROC, FPR95) + 3 x 2 accuracies
     assert len(tidy) == 3 * 3 * 2 * 2 + 3 * 2
@@ -77,7 +79,8 @@ def test_demo_table_content(demo):
     assert tidy["value"].between(0, 100).all()
     # the markdown prints the CSV's numbers
     near_l2 = tidy.query("row == 'SmallCNN (Feature norm)' and column == 'digits-near/l2'").set_index("metric").value
-    assert f"{near_l2.auroc:.1f} / " in cells[2]
+    std = tidy.query("row == 'SmallCNN (Feature norm)' and column == 'digits-near/l2'").set_index("metric")["std"]
+    assert cells[2].startswith(f"{near_l2.auroc:.1f}") and f" ± {std.auroc:.1f} / {near_l2.fpr95:.1f}" in cells[2]
     tex = (demo / "results/demo/tables/demo.tex").read_text()
     assert r"\begin{tabular}" in tex and tex.count(r"\\") >= 5
 

@@ -37,6 +37,14 @@ def build_model(name: str, num_classes: int, head: str = "l2", image_size: int =
     return Classifier(encoder, feature_dim, num_classes, head)
 
 
-# Architectures register themselves on import (one module each).
-from . import small_cnn  # noqa: E402,F401
-from . import cct, convnext, resnet, vgg  # noqa: E402,F401
+def _import_architectures() -> None:
+    """Import every module of this package, so that an architecture registers itself by being a file
+    here: a new ``models/<name>.py`` with an ``@register`` builder needs no second edit."""
+    import importlib
+    import pkgutil
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        importlib.import_module(f"{__name__}.{module}")
+
+
+_import_architectures()
