@@ -55,7 +55,7 @@ def test_std_prints_mean_plus_minus_the_seeds_std(spec):
     assert c[2] == "85.0 ± 7.1 / 15.0 ± 7.1"
     assert c[1] == f"42.0{BELOW_CHANCE} ± 2.8 / 58.0 ± 2.8"
     assert c[3] == "90.5 ± 0.7" and c[4] == "90.5 ± 0.7"
-    assert "± the standard deviation over seeds" in t.markdown
+    assert "Mean ± standard deviation over 2 seeds" in t.markdown
 
 
 def test_html_page_has_both_header_rows_and_every_cell(spec):

@@ -66,7 +66,7 @@ def test_demo_table_content(demo):
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert len(cells) == 1 + 2 * 3 + 2  # model, 3 OoD sets x (No L2, L2), accuracy x 2
     for cell in cells[1:7]:  # "AUROC ± std / FPR95 ± std", a dagger after an AUROC below 50
-        m = re.fullmatch(r"(\d+\.\d+)(†?) ± (\d+\.\d) / (\d+\.\d+) ± (\d+\.\d)", cell)
+        m = re.fullmatch(r"(\d+\.\d+)(†?) ± (\d+\.\d+) / (\d+\.\d+) ± (\d+\.\d+)", cell)
         assert m, cell
         auroc, fpr = float(m[1]), float(m[4])
         assert 0 <= auroc <= 100 and 0 <= fpr <= 100 and (m[2] == "†") == (auroc < 50)
@@ -78,16 +78,20 @@ def test_demo_table_content(demo):
     assert np.isfinite(tidy[["value", "mean", "std", "min", "max"]].to_numpy()).all()
     assert tidy["value"].between(0, 100).all()
     # the markdown prints the CSV's numbers
-    near_l2 = tidy.query("row == 'SmallCNN (Feature norm)' and column == 'digits-near/l2'").set_index("metric").value
-    std = tidy.query("row == 'SmallCNN (Feature norm)' and column == 'digits-near/l2'").set_index("metric")["std"]
-    assert cells[2].startswith(f"{near_l2.auroc:.1f}") and f" ± {std.auroc:.1f} / {near_l2.fpr95:.1f}" in cells[2]
+    from l2ood.tables import BELOW_CHANCE, pct_std
+
+    near_l2 = tidy.query("row == 'SmallCNN (Feature norm)' and column == 'digits-near/l2'").set_index("metric")
+    a, f = (pct_std(near_l2.loc[k, "value"] / 100, near_l2.loc[k, "std"] / 100) for k in ("auroc", "fpr95"))
+    if near_l2.loc["auroc", "value"] < 50:
+        a = a.replace(" ± ", f"{BELOW_CHANCE} ± ")
+    assert cells[2] == f"{a} / {f}"
     tex = (demo / "results/demo/tables/demo.tex").read_text()
     assert r"\begin{tabular}" in tex and tex.count(r"\\") >= 5
 
 
 def test_study_metrics_are_tidy(demo):
     df = pd.read_csv(demo / "results/demo/metrics.csv")
-    assert len(df) == 2 * 2 * 3 * 6  # runs x seeds x OoD sets x scores (5 + scaled softmax)
+    assert len(df) == 2 * 2 * 3 * 8  # runs x seeds x OoD sets x scores (7 + scaled softmax)
     assert set(df.score) == {"feature_norm", "logit_norm_raw", "logit_norm_head", "max_logit_raw", "max_logit_head",
                              "msp", "energy", "scaled_msp"}  # fmt: skip
     assert (df.query("score == 'scaled_msp'").scale > 0).all() and df.query("score != 'scaled_msp'").scale.isna().all()
