@@ -107,9 +107,10 @@ def summary(config: dict, study: str, measured: dict | None = None):
         key = throughput_key(spec["model"], config["datasets"][spec["dataset"]]["image_size"], recipe["batch_size"])
         hours = spec["seeds"] * run_minutes(config, run, measured) / 60
         on_gpu = spec["gpus"] > 0  # the demo's runs are CPU-sized (gpus: 0): their hours are CPU hours
+        speed = ("measured" if key in measured else "estimate") if on_gpu else "CPU, measured"
         rows.append({"run": run, "seeds": spec["seeds"], "epochs": recipe["epochs"],
                      "gpu_hours": hours if on_gpu else 0.0, "cpu_hours": 0.0 if on_gpu else hours,
-                     "speed": "measured" if key in measured or not on_gpu else "estimate"})  # fmt: skip
+                     "speed": speed})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -148,7 +149,7 @@ def start_line(config: dict, jobs: list[tuple[str, int]]) -> str:
     runs = "; ".join(f"{r} ({_seed_ranges(s)})" for r, s in by_run.items())
     cost = []
     if gpu:
-        cost.append(f"about {_duration(gpu)} of GPU time (one GPU per job; python -m l2ood.plan says which are measured)")
+        cost.append(f"about {_duration(gpu)} of GPU time (one GPU per job; `python -m l2ood.plan` for details)")
     if cpu:
         cost.append(f"about {_duration(cpu)} of CPU time for one core (measured; jobs run in parallel with --cores)")
     text = " and ".join(cost)
@@ -168,5 +169,6 @@ if __name__ == "__main__":
     print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     n_measured = int((df.speed == "measured").sum())
     basis = f"{n_measured} of {len(df)} runs measured ({MEASURED_JSON.name})" if n_measured else "estimate"
+    gpu = f"about {df.gpu_hours.sum():.0f} GPU hours ({basis}, one GPU per job)" if df.gpu_hours.any() else ""
     print(f"\n{study}: {len(df)} runs, {df.seeds.sum()} training jobs, {(df.seeds * df.epochs).sum()} epochs, "
-          f"about {df.gpu_hours.sum():.0f} GPU hours ({basis}, one GPU per job){cpu}")  # fmt: skip
+          + ", ".join(x for x in (gpu, cpu.lstrip(", ")) if x))  # fmt: skip
