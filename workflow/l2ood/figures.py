@@ -161,6 +161,7 @@ def accuracy_vs_norm(spec: dict):
         cax.bar(x, count, width=width, color=color, alpha=0.4, label="images")
         cax.bar(x, count - right, width=width * 0.5, color="tab:red", label="errors")  # a bin without errors: none
         cax.set_yscale("log")
+        cax.set_title("Images and errors per bin", fontsize="small")
         cax.set_xlabel("Feature norm ||z|| (bin mean)")
         cax.grid(alpha=0.3)
     grid[0, 0].set_ylabel("Accuracy of the bin")
