@@ -35,31 +35,46 @@ def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> 
     return both.index_select(0, torch.arange(b, device=x.device) + b * flip.long())
 
 
+def crop_boxes(b: int, generator: torch.Generator, scale, ratio, device) -> tuple[torch.Tensor, ...]:
+    """``b`` random crop boxes (width, height, centre x, centre y) in ``affine_grid``'s [-1, 1]
+    coordinates: area fraction uniform in ``scale``, aspect ratio log-uniform in ``ratio``; a box
+    wider or taller than the image is clipped to it (timm retries 10 times, then falls back to a
+    centre crop), its centre uniform over the positions where it fits."""
+    area = torch.empty(b, device=device).uniform_(scale[0], scale[1], generator=generator)
+    logr = torch.empty(b, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    cw = torch.sqrt(area * torch.exp(logr)).clamp(max=1.0)  # crop size as a fraction of the image
+    ch = torch.sqrt(area / torch.exp(logr)).clamp(max=1.0)
+    cx = (torch.rand(b, device=device, generator=generator) * 2 - 1) * (1 - cw)  # centre in [-1, 1] coordinates
+    cy = (torch.rand(b, device=device, generator=generator) * 2 - 1) * (1 - ch)
+    return cw, ch, cx, cy
+
+
 def random_resized_crop(
     x: torch.Tensor, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
 ) -> torch.Tensor:
     """Crop a random area fraction in ``scale`` with aspect ratio in ``ratio`` (log-uniform) and
     resize it back to H x W; per image, bilinear or bicubic at random (timm's
-    ``train_interpolation: random``, as the CCT recipe). One ``grid_sample`` per mode.
+    ``train_interpolation: random``, as the CCT recipe). Boxes: ``crop_boxes``.
 
-    Where timm retries a crop that does not fit 10 times, the box is clipped to the image.
+    Fixed-shape tensor ops only, so no step waits for the host (the CCT recipe's step can be
+    queued, or captured in a CUDA graph, whole): both interpolations resample the whole batch
+    and ``torch.where`` keeps each image's own, instead of resampling the two subsets picked by
+    a boolean mask (whose size the host must read). Twice the resampling work, a few
+    microseconds per batch on a GPU; every image's output is the one the masked version gave.
     """
     b, _, h, w = x.shape
     dev = x.device
-    area = torch.empty(b, device=dev).uniform_(scale[0], scale[1], generator=generator)
-    logr = torch.empty(b, device=dev).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
-    cw = torch.sqrt(area * torch.exp(logr)).clamp(max=1.0)  # crop size as a fraction of the image
-    ch = torch.sqrt(area / torch.exp(logr)).clamp(max=1.0)
-    cx = (torch.rand(b, device=dev, generator=generator) * 2 - 1) * (1 - cw)  # centre in [-1, 1] coordinates
-    cy = (torch.rand(b, device=dev, generator=generator) * 2 - 1) * (1 - ch)
+    cw, ch, cx, cy = crop_boxes(b, generator, scale, ratio, dev)
     zero = torch.zeros_like(cw)
     theta = torch.stack([torch.stack([cw, zero, cx], 1), torch.stack([zero, ch, cy], 1)], 1)  # (B, 2, 3)
     grid = F.affine_grid(theta, (b, x.shape[1], h, w), align_corners=False)
     bicubic = torch.rand(b, device=dev, generator=generator) < 0.5
-    xf, out = x.float(), torch.empty(x.shape, device=dev, dtype=torch.float32)
-    for mode, sel in (("bilinear", ~bicubic), ("bicubic", bicubic)):
-        if sel.any():
-            out[sel] = F.grid_sample(xf[sel], grid[sel], mode=mode, padding_mode="border", align_corners=False)
+    xf = x.float()
+    out = torch.where(
+        bicubic.view(b, 1, 1, 1),
+        F.grid_sample(xf, grid, mode="bicubic", padding_mode="border", align_corners=False),
+        F.grid_sample(xf, grid, mode="bilinear", padding_mode="border", align_corners=False),
+    )
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
