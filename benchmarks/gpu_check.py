@@ -127,9 +127,9 @@ def load_config() -> dict:
 
 def paper_runs(config: dict) -> dict:
     """``{run: resolved cfg}`` of the paper study's runs (every run if there is no study "paper")."""
-    from l2ood.config import resolve_run
+    from l2ood.config import resolve_run, study_runs
 
-    names = config.get("studies", {}).get("paper", {}).get("runs") or list(config["runs"])
+    names = study_runs(config, "paper") if "paper" in config.get("studies", {}) else list(config["runs"])
     return {name: resolve_run(config, name) for name in names}
 
 
