@@ -49,7 +49,8 @@ rule all:
         study_targets(config["default_study"]),
 
 
-# One target rule per study: `snakemake demo`, `snakemake paper`.
+# One target rule per study: `snakemake demo`, `snakemake paper`; and one for the prepared data
+# it reads, downloads included: `snakemake paper_data` (on a cluster's login node, before the rest).
 for _study in config["studies"]:
 
     rule:
@@ -57,4 +58,11 @@ for _study in config["studies"]:
             _study
         input:
             study_targets(_study),
+        localrule: True
+
+    rule:
+        name:
+            f"{_study}_data"
+        input:
+            study_data(_study),
         localrule: True

@@ -4,15 +4,17 @@ The JSON schema checks each key and type; ``check`` checks what a schema cannot:
 run names a known data set and recipe, that every study, table and figure names known runs,
 that OoD sets have the resolution of the run's model. ``run_spec`` and ``run_recipe`` give a
 run with its defaults and its recipe with the run's overrides: every reader goes through them.
-``resolve_run`` gives the one dict the training step needs (saved next to the model).
+``resolve_run`` gives the one dict the training step needs (saved next to the model); what
+reruns a job is said in the README, "What makes a job run again".
 """
 
+from .code import model_signatures, training_code
 from .layout import DETECTOR_METRICS, METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, outputs_file, run_file
 
 #: What a run gets for a key it leaves out: the only copy of these defaults (the schema checks
 #: types only, and every reader goes through ``run_spec``).
 RUN_DEFAULTS = {
-    "seeds": 1,  # seeds 0 .. seeds-1
+    "seeds": 1,  # a count n (seeds 0 .. n-1) or a list of seeds
     "gpus": 1,  # GPUs a training job holds; 0 for CPU-sized runs (the demo)
     "probe_size": 1000,  # fixed training images whose features are recorded every epoch (paper: 1,000)
     "model_kwargs": {},  # passed to the model's constructor (e.g. a width)
@@ -22,25 +24,92 @@ RUN_DEFAULTS = {
 }
 
 
+#: Prose: where values come from, names to print. Never part of what a job computes, so editing
+#: them reruns nothing (``run_recipe`` and ``prepare_spec`` leave them out).
+RECIPE_PROSE = ("source",)
+#: a data set's keys that preparing it does not read: its label, and what training reads
+NOT_PREPARE = ("label", "num_classes", "normalize")
+#: engine options that change the numbers training computes: part of the train rule's params
+NUMERIC_ENGINE_OPTIONS = ("device", "amp", "tf32", "compile", "compile_mode", "channels_last", "deterministic")
+#: the score a table may name besides ``l2ood.scores.SCORES``: evaluate adds it
+EXTRA_SCORES = ("scaled_msp",)
+
+
 class ConfigError(ValueError):
     """The config refers to something it does not define, or combines things that do not fit."""
+
+
+def engine_numerics(config: dict) -> dict:
+    """The engine options that change what training computes (``NUMERIC_ENGINE_OPTIONS``), defaults
+    filled in from ``ENGINE_DEFAULTS``: the train rule's params, so changing one retrains."""
+    engine = {**training_code()["ENGINE_DEFAULTS"], **config["engine"]}
+    return {k: engine[k] for k in NUMERIC_ENGINE_OPTIONS}
+
+
+def _load_schema(schema_path) -> dict:
+    import yaml
+
+    with open(schema_path) as f:
+        return yaml.safe_load(f)
+
+
+def _type_errors(err):
+    """``err`` and the errors under it (a ``oneOf``'s alternatives) that are type mismatches."""
+    if err.validator == "type":
+        yield err
+    for sub in err.context or []:
+        yield from _type_errors(sub)
+
+
+def _fits(value, types) -> bool:
+    kinds = {"integer": int, "number": (int, float), "boolean": bool}
+    types = [types] if isinstance(types, str) else types
+    return any(isinstance(value, kinds[t]) and (t == "boolean") == isinstance(value, bool) for t in types if t in kinds)
+
+
+def coerce_command_line(config: dict, schema_path) -> None:
+    """Turn the text Snakemake's ``--config`` gives inside a list or mapping back into the number or
+    boolean the schema asks for, in place: ``--config only_seeds=[0,1]`` arrives as ``['0', '1']``,
+    ``--config 'runs={r: {seeds: 3}}'`` as ``'3'``. Values of a config file are already typed."""
+    import jsonschema
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(_load_schema(schema_path))
+    for _ in range(8):  # each pass fixes what the schema can see; a value inside a fixed one needs another
+        fixed = 0
+        for err in validator.iter_errors(config):
+            for e in _type_errors(err):
+                if not isinstance(e.instance, str) or not e.absolute_path:
+                    continue
+                try:
+                    value = yaml.safe_load(e.instance)
+                except yaml.YAMLError:
+                    continue
+                if _fits(value, e.validator_value):
+                    *parents, last = e.absolute_path
+                    node = config
+                    for key in parents:
+                        node = node[key]
+                    node[last], fixed = value, fixed + 1
+        if not fixed:
+            return
 
 
 def schema_errors(config: dict, schema_path) -> list[str]:
     """Every schema violation of ``config``, each naming the key path, e.g.
     ``runs.demo-l2: unknown key 'epoch'`` or ``recipes.sgd60.epochs: 'sixty' is not of type 'integer'``."""
     import jsonschema
-    import yaml
 
-    with open(schema_path) as f:
-        schema = yaml.safe_load(f)
     out = []
+    schema = _load_schema(schema_path)
     for err in sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path)):
         where = ".".join(str(p) for p in err.path) or "(top level)"
         if err.validator == "additionalProperties":
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             known = ", ".join(sorted(err.schema.get("properties", {})))
             out.append(f"{where}: unknown key(s) {extra}; known keys: {known}")
+        elif err.validator == "oneOf" and err.schema.get("description"):
+            out.append(f"{where}: {err.instance!r} is not {err.schema['description']}")
         else:
             out.append(f"{where}: {err.message}")
     return out
@@ -52,13 +121,29 @@ def run_spec(config: dict, run: str) -> dict:
 
 
 def run_recipe(config: dict, run: str) -> dict:
-    """The recipe ``run`` trains with: its named recipe updated by its ``recipe_overrides``."""
+    """The recipe ``run`` trains with: its named recipe updated by its ``recipe_overrides``, without
+    its prose (``RECIPE_PROSE``: a citation does not change a model)."""
     spec = run_spec(config, run)
-    return {**config["recipes"][spec["recipe"]], **spec["recipe_overrides"]}
+    recipe = {**config["recipes"][spec["recipe"]], **spec["recipe_overrides"]}
+    return {k: v for k, v in recipe.items() if k not in RECIPE_PROSE}
+
+
+def run_seeds(config: dict, run: str) -> list[int]:
+    """The run's seeds as configured: ``seeds: n`` is 0 .. n-1, a list is those seeds."""
+    n = run_spec(config, run)["seeds"]
+    return list(range(n)) if isinstance(n, int) else list(n)
 
 
 def seeds(config: dict, run: str) -> list[int]:
-    return list(range(run_spec(config, run)["seeds"]))
+    """The seeds built for ``run``: its own (``run_seeds``), restricted to the top-level ``only_seeds``
+    when that is set (``--config only_seeds=[3]`` rebuilds a subset)."""
+    only = config.get("only_seeds")
+    return [s for s in run_seeds(config, run) if only is None or s in only]
+
+
+def prepare_spec(config: dict, name: str) -> dict:
+    """What preparing data set ``name`` reads (its spec without ``NOT_PREPARE``): the prepare rule's params."""
+    return {k: v for k, v in config["datasets"][name].items() if k not in NOT_PREPARE}
 
 
 def spec_runs(spec: dict) -> list[str]:
@@ -100,6 +185,11 @@ def check(config: dict) -> None:
                 errors.append(f"datasets.{run['dataset']}: used for training by run {name}, so it needs {key!r}")
         if run["recipe"] not in recipes:
             errors.append(f"runs.{name}.recipe: unknown recipe {run['recipe']!r}; known: {sorted(recipes)}")
+        errors += model_errors(name, run)
+        if not seeds(config, name):
+            errors.append(
+                f"only_seeds: {config['only_seeds']} leaves run {name} no seed (it has {run_seeds(config, name)})"
+            )
         for o in run.get("tune_scale_on", []):
             if o not in run["ood"]:
                 errors.append(f"runs.{name}.tune_scale_on: {o!r} is not one of the run's OoD sets {run['ood']}")
@@ -120,16 +210,78 @@ def check(config: dict) -> None:
                 errors.append(f"studies.{sname}.runs: unknown run {r!r}")
         for group in ("tables", "figures"):
             for tname, spec in study.get(group, {}).items():
-                for r in spec_runs(spec):
-                    if r not in runs:
-                        errors.append(f"studies.{sname}.{group}.{tname}: unknown run {r!r}")
+                where = f"studies.{sname}.{group}.{tname}"
+                unknown = [r for r in spec_runs(spec) if r not in runs]
+                errors += [f"{where}: unknown run {r!r}" for r in unknown]
+                if not unknown and group == "tables":
+                    errors += table_errors(config, where, spec)
+                elif not unknown:
+                    errors += figure_errors(config, where, spec)
     errors += detector_errors(config)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
+def model_errors(name: str, run: dict) -> list[str]:
+    """An unknown model, or a ``model_kwargs`` key its builder does not take (``model_signatures``)."""
+    models = model_signatures()
+    if run["model"] not in models:
+        return [f"runs.{name}.model: unknown model {run['model']!r}; known: {sorted(models)}"]
+    bad = sorted(set(run.get("model_kwargs", {})) - set(models[run["model"]]))
+    if bad:
+        return [f"runs.{name}.model_kwargs: {run['model']} takes no {bad}; it takes {list(models[run['model']])}"]
+    return []
+
+
+def score_names() -> list[str]:
+    """Every score a table may name: those evaluate computes."""
+    from .scores import SCORES  # numpy only
+
+    return [*SCORES, *EXTRA_SCORES]
+
+
+def table_errors(config: dict, where: str, spec: dict) -> list[str]:
+    """Score names that do not exist, and OoD sets a run of the table is not evaluated on: each would
+    leave an empty (n/a) cell."""
+    errors = []
+    scores = spec.get("scores", [])
+    named = list(scores.values() if isinstance(scores, dict) else scores)
+    named += [r["score"] for r in spec.get("rows", []) if "score" in r]
+    known = score_names()
+    errors += [f"{where}.scores: unknown score {s!r}; known: {known}" for s in dict.fromkeys(named) if s not in known]
+    ood = spec.get("ood", [])
+    for d in ood.values() if isinstance(ood, dict) else ood:
+        for r in spec_runs(spec):
+            if d not in config["runs"][r]["ood"]:
+                errors.append(
+                    f"{where}.ood: run {r} is not evaluated on {d!r} (its ood: {config['runs'][r]['ood']}); "
+                    f"add it to runs.{r}.ood or leave it out of the table"
+                )
+    return errors
+
+
+def figure_errors(config: dict, where: str, spec: dict) -> list[str]:
+    """Data sets a figure shows that a panel's run is not evaluated on, and panel seeds it does not have."""
+    errors = []
+    for p in spec.get("panels", []):
+        run = config["runs"][p["run"]]
+        tested = [run["dataset"], *run["ood"]]
+        errors += [f"{where}.datasets: run {p['run']} is not evaluated on {d!r} (its test sets: {tested})"
+                   for d in spec.get("datasets", []) if d not in tested]  # fmt: skip
+        seed = p.get("seed", spec.get("seed", 0))
+        if FIGURE_READS.get(spec["kind"]) != "collapse" and seed not in run_seeds(config, p["run"]):
+            errors.append(f"{where}: panel {p['title']!r} shows seed {seed}, which run {p['run']} does not have "
+                          f"(its seeds: {run_seeds(config, p['run'])})")  # fmt: skip
+    return errors
+
+
 def resolve_run(config: dict, run: str) -> dict:
-    """Everything training needs for ``run``, as one plain dict (saved beside the model)."""
+    """Everything training needs for ``run``, as one plain dict (saved beside the model).
+
+    Besides the run itself: ``threads``, the CPU threads training uses (``threads.train``; the float
+    reductions depend on it), and ``training_code_version``, ``TRAINING_CODE_VERSION`` of
+    ``l2ood/train.py``. Both are in the train rule's params and the checkpoint's digest.
+    """
     spec = run_spec(config, run)
     idspec = config["datasets"][spec["dataset"]]
     return {
@@ -144,7 +296,30 @@ def resolve_run(config: dict, run: str) -> dict:
         "probe_size": spec["probe_size"],
         "recipe_name": spec["recipe"],
         "recipe": run_recipe(config, run),
+        "threads": config["threads"]["train"],
+        "training_code_version": training_code()["TRAINING_CODE_VERSION"],
     }
+
+
+def recorded_differences(recorded: dict, config: dict, run: str, seed: int) -> list[str]:
+    """How a run's recorded ``config.yaml`` (written by the train job) differs from what the config
+    asks for now: ``["recipe.epochs: recorded 60, now 30", ...]``; empty if the result is current."""
+    now = {**resolve_run(config, run), "seed": seed, "engine": engine_numerics(config)}
+    # only the numeric engine options count; the job records all of them
+    rec = {**recorded, "engine": {k: recorded.get("engine", {}).get(k) for k in NUMERIC_ENGINE_OPTIONS}}
+    return _differences(rec, now, "")
+
+
+def _differences(old, new, where: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            if k == "recipe" and where == "":  # the recorded recipe may still carry its prose
+                out += _differences({a: b for a, b in old.get(k, {}).items() if a not in RECIPE_PROSE}, new.get(k), k)
+            else:
+                out += _differences(old.get(k), new.get(k), f"{where}.{k}" if where else str(k))
+        return out
+    return [] if old == new else [f"{where}: recorded {old!r}, now {new!r}"]
 
 
 # --- tables and figures: which files each needs ----------------------------------------------

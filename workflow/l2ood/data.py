@@ -10,6 +10,7 @@ downloaded datasets (``prepare_raw``, from the files ``l2ood.sources`` declares)
 """
 
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from . import readers, sources
 from .download import check_md5
 from .fileio import atomic_path
+from .sources import CorruptFileError
 from .splits import check_split, resize_images, write_split_stream
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,14 @@ def load_split(path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prepared split {path} does not exist; build it with `snakemake {path}`")
-    with np.load(path) as z:
-        images, labels = z["images"], z["labels"]
+    try:
+        with np.load(path) as z:
+            images, labels = z["images"], z["labels"]
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
+        raise CorruptFileError(
+            f"{path} is not a complete prepared split ({type(err).__name__}: {err}): it was cut short or is "
+            f"corrupt. Delete it (rm {path}) and run again; it is prepared again from the downloads."
+        ) from err
     check_split(images, labels, where=str(path))
     return images, labels.astype(np.int64)
 

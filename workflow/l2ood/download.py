@@ -75,6 +75,12 @@ def download(kind: str, root, existing=None, md5: dict | None = None) -> None:
     Raises ``DownloadError`` (no network) naming the dataset, each URL and where to put a manual
     download; ``ChecksumError`` for a file that is there but wrong.
     """
+    if existing and not Path(existing).is_dir():
+        # a typo in the path would otherwise be skipped, and the download error ask for this very key
+        raise DownloadError(
+            f"download.existing.{kind} is {str(existing)!r}, which is not a folder here: correct the path "
+            f"(a folder holding the {kind} files) or remove the key to download them."
+        )
     dest_dir = Path(root) / kind
     dest_dir.mkdir(parents=True, exist_ok=True)
     missing = []

@@ -42,9 +42,17 @@ from .models import build_model
 
 log = logging.getLogger("l2ood.train")
 
-# The engine's options and their defaults: how training and inference run, never what they
-# compute, so no option is part of a run's config. This block is the one place the defaults are
-# set: config.yaml's `engine:` changes them, the schema checks their names and types only.
+# The version of what training computes. Bump it with any change to this engine, the models,
+# the losses or the augmentations that changes the numbers a run produces: it is part of every
+# run's params, so the bump retrains every model (and a mere refactor, which does not bump it,
+# retrains none). tests/test_rerun.py fails when those files change and this stays the same;
+# tests/training_code.sha256 says how to record a change that leaves the numbers alone.
+TRAINING_CODE_VERSION = 1
+
+# The engine's options and their defaults: how training and inference run. Those that change the
+# numbers (l2ood.config.NUMERIC_ENGINE_OPTIONS: device, amp, tf32, compile, compile_mode, channels_last,
+# deterministic) are part of the train rule's params; the rest rerun nothing. This block is the one place the
+# defaults are set (read from this source at parse time): config.yaml's `engine:` changes them.
 ENGINE_DEFAULTS = {
     "device": "auto",  # "auto": cuda if available, else cpu
     # bf16 autocast: off, so the paper study trains in float32 as DDU and LogitNorm do (the CCT
@@ -324,6 +332,8 @@ def fit(cfg: dict, images: np.ndarray, labels: np.ndarray, out_dir, seed: int, e
     device = torch.device(e["device"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if "threads" in cfg:  # the config's, not the job's (--cores): CPU float reductions depend on it
+        torch.set_num_threads(cfg["threads"])
     with backend_flags(e["deterministic"], device, e["tf32"]), interrupt_on_sigterm() as stop:
         return _fit(cfg, images, labels, out_dir, seed, e, device, stop)
 

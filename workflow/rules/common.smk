@@ -1,15 +1,27 @@
 # Config -> targets: schema validation, wildcard constraints and every input function.
 # The logic lives in l2ood.config (unit-tested); these are the Snakemake-facing adapters.
 
+import sys
+import zipfile
+from base64 import urlsafe_b64encode
+from pathlib import Path
+
+import yaml
 from snakemake.exceptions import WorkflowError
 
+from l2ood import code
 from l2ood import config as cfglib
 from l2ood import plan, sources  # neither imports torch: this runs at parse time on every node
 from l2ood.layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
 
-_errors = cfglib.schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
+_schema = workflow.source_path("../schemas/config.schema.yaml")
+cfglib.coerce_command_line(config, _schema)  # --config gives text inside lists and mappings
+_errors = cfglib.schema_errors(config, _schema)
 if _errors:
-    raise WorkflowError("config does not match workflow/schemas/config.schema.yaml:\n  " + "\n  ".join(_errors))
+    _hint = "(nested values are easiest in a file merged over config.yaml: --configfile my.yaml)"
+    raise WorkflowError(
+        "config does not match workflow/schemas/config.schema.yaml:\n  {}\n{}".format("\n  ".join(_errors), _hint)
+    )
 try:
     cfglib.check(config)
 except cfglib.ConfigError as err:
@@ -67,7 +79,17 @@ def prepare_inputs(wildcards):
 
 
 def prepare_params(wildcards):
-    return dataset_spec(wildcards.dataset)
+    dataset_spec(wildcards.dataset)  # a clear error for an unknown data set
+    return cfglib.prepare_spec(config, wildcards.dataset)
+
+
+def prepare_md5(wildcards):
+    """The replaced checksums of this data set's raw files only: another kind's do not re-prepare it."""
+    kind = dataset_spec(wildcards.dataset)["kind"]
+    if kind not in sources.RAW_KINDS:
+        return {}
+    names = sources.files(kind, config["download"]["md5"])
+    return {n: m for n, m in config["download"]["md5"].items() if n in names}
 
 
 # --- training and inference ------------------------------------------------------------------
@@ -79,6 +101,11 @@ def train_input(wildcards):
 
 def train_params(wildcards):
     return cfglib.resolve_run(config, wildcards.run)
+
+
+def train_engine(wildcards):
+    """The engine options that change the numbers (l2ood.config.NUMERIC_ENGINE_OPTIONS)."""
+    return cfglib.engine_numerics(config)
 
 
 def run_gpus(wildcards):
@@ -122,6 +149,18 @@ def evaluate_params(wildcards):
     }
 
 
+def script_code(name):
+    """The content digest of scripts/<name>.py and the library modules it imports (l2ood.code): a
+    cheap rule's params, so an edit of its code reruns it and a `touch` does not (the profiles turn
+    Snakemake's own code trigger, which compares modification times, off)."""
+    return code.code_digest(Path(code.LIBRARY).parent / "scripts" / f"{name}.py")
+
+
+def infer_code(wildcards):
+    """Inference runs the training engine's forward pass: it reruns with TRAINING_CODE_VERSION."""
+    return code.training_code()["TRAINING_CODE_VERSION"]
+
+
 # --- studies: metrics, tables, figures -------------------------------------------------------
 
 
@@ -154,6 +193,16 @@ def figure_spec(wildcards):
 
 def figure_inputs(wildcards):
     return cfglib.figure_files(figure_spec(wildcards))
+
+
+def study_data(study):
+    """Every prepared split the study's runs read: `snakemake <study>_data` fetches and prepares them
+    (on a cluster's login node, where the internet is) and nothing else."""
+    files = []
+    for run in cfglib.study_runs(config, study):
+        spec = run_spec(run)
+        files += [prepared(spec["dataset"], "train")] + [prepared(d, "test") for d in [spec["dataset"], *spec["ood"]]]
+    return list(dict.fromkeys(files))
 
 
 def study_targets(study):
@@ -215,3 +264,84 @@ def detectors_params(wildcards):
         "names": settings["names"],
         "params": settings.get("params", {}),
     }
+
+
+# --- what is on disk already: kept, or reported before any job runs ---------------------------
+# At parse time, in the process the user started only: a cluster job re-parses this file on its
+# node while its own outputs are being replaced. (An input function's error would not do: Snakemake
+# drops a job whose input function fails and takes its outputs, present, as they are.) Snakemake's
+# records live in .snakemake/ under the working directory; the names below are those of its
+# default (file) persistence.
+
+#: invocations that build nothing: what is on disk is not checked for them (an --unlock must work)
+MAINTENANCE = {"--unlock", "--cleanup-metadata", "--cm", "--lint", "--delete-all-output", "--delete-temp-output"}
+
+
+def snakemake_record(kind, path):
+    """Snakemake's record of kind "metadata" or "incomplete" for an output path (persistence/file.py)."""
+    b64 = urlsafe_b64encode(str(path).encode()).decode()
+    parts = [b64[i : i + 254] for i in range(0, len(b64), 254)]
+    return Path(".snakemake", kind, *[f"@{x}" for x in parts[:-1]], parts[-1])
+
+
+def keep_finished_training():
+    """Clear Snakemake's "incomplete" mark of training jobs that finished while the head process was
+    dead (killed, crashed): Snakemake clears it when it sees a job finish, so a kept mark would make
+    the next run (rerun-incomplete) train it again from scratch. model.pt is written last and
+    atomically, after Snakemake deleted the old outputs: its presence means the job finished."""
+    for run in config["runs"]:
+        for seed in cfglib.run_seeds(config, run):
+            marks = [snakemake_record("incomplete", run_file(run, seed, name)) for name in TRAIN_OUTPUTS.values()]
+            if Path(run_file(run, seed, TRAIN_OUTPUTS["model"])).exists() and any(m.exists() for m in marks):
+                for m in marks:
+                    m.unlink(missing_ok=True)
+                print(f"kept {run_file(run, seed, '')}: it finished after the last Snakemake process stopped")
+
+
+def broken_prepared():
+    """Prepared splits that are not complete npz files (a copy cut short): each would fail every job
+    reading it with a BadZipFile error naming no file."""
+    problems = []
+    for path in sorted(Path("resources/prepared").glob("*/*.npz")):
+        try:
+            zipfile.ZipFile(path).close()
+        except (zipfile.BadZipFile, OSError) as err:
+            problems.append(
+                f"{path} is not a complete prepared split ({err}): it was cut short or is corrupt. "
+                f"Delete it (rm {path}) and run again; it is prepared again from the downloads."
+            )
+    return problems
+
+
+def stale_results():
+    """Results on disk trained with another config than the one given now, which Snakemake has no
+    record to replan by (copied from elsewhere, or trained by a head process that died): the
+    config.yaml each train job records beside its model is compared with the config. Where
+    Snakemake has its record, its params trigger replans the job instead."""
+    problems = []
+    for run in config["runs"]:
+        for seed in cfglib.run_seeds(config, run):
+            model = Path(run_file(run, seed, TRAIN_OUTPUTS["model"]))
+            if not model.exists() or snakemake_record("metadata", model).exists():
+                continue
+            recorded = Path(run_file(run, seed, TRAIN_OUTPUTS["config"]))
+            try:
+                diffs = cfglib.recorded_differences(yaml.safe_load(recorded.read_text()), config, run, seed)
+            except (OSError, yaml.YAMLError, AttributeError, TypeError) as err:
+                diffs = [f"{recorded} cannot be read ({err})"]
+            if diffs:
+                listed = "\n    ".join(diffs)
+                problems.append(
+                    f"{model.parent} holds a model trained with another config than this one, and "
+                    f"Snakemake has no record of training it here (it would be used as it is):\n    {listed}\n"
+                    f"  Restore those values, or move the result away to train it again: "
+                    f"mv {model.parent} {model.parent}.old"
+                )
+    return problems
+
+
+if workflow.is_main_process and not MAINTENANCE & set(sys.argv):
+    keep_finished_training()
+    _problems = broken_prepared() + stale_results()
+    if _problems:
+        raise WorkflowError("before any job runs:\n  {}".format("\n  ".join(_problems)))

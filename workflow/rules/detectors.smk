@@ -19,6 +19,7 @@ rule features:
         gpu=run_gpus,  # the run's GPU request, as infer
     params:
         sets=features_sets,
+        code=infer_code,
     script:
         "../scripts/features.py"
 
@@ -35,5 +36,6 @@ rule detectors:
     threads: config["threads"]["detectors"]
     params:
         meta=detectors_params,
+        code=script_code("detectors"),
     script:
         "../scripts/detectors.py"

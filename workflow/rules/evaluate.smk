@@ -13,6 +13,7 @@ rule evaluate:
         "../../envs/l2ood.yaml"
     params:
         meta=evaluate_params,
+        code=script_code("evaluate"),
     script:
         "../scripts/evaluate.py"
 
@@ -30,5 +31,7 @@ rule study_metrics:
         "logs/study_metrics/{study}.log",
     conda:
         "../../envs/l2ood.yaml"
+    params:
+        code=script_code("study_metrics"),
     script:
         "../scripts/study_metrics.py"

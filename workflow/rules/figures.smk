@@ -18,5 +18,6 @@ rule figure:
         "../../envs/l2ood.yaml"
     params:
         spec=figure_spec,
+        code=script_code("figure"),
     script:
         "../scripts/figure.py"

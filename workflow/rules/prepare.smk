@@ -12,6 +12,6 @@ rule prepare:
         "../../envs/l2ood.yaml"
     params:
         spec=prepare_params,
-        md5=config["download"]["md5"],
+        md5=prepare_md5,
     script:
         "../scripts/prepare.py"

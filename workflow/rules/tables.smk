@@ -28,6 +28,7 @@ rule table:
         "../../envs/l2ood.yaml"
     params:
         spec=table_spec,
+        code=script_code("table"),
     script:
         "../scripts/table.py"
 
@@ -48,5 +49,7 @@ rule paper_vs_reproduced:
         "logs/paper_vs_reproduced/{study}.log",
     conda:
         "../../envs/l2ood.yaml"
+    params:
+        code=script_code("paper_vs_reproduced"),
     script:
         "../scripts/paper_vs_reproduced.py"

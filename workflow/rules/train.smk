@@ -22,6 +22,7 @@ rule train:
         runtime=train_runtime,
     params:
         cfg=train_params,
+        engine=train_engine,
     script:
         "../scripts/train.py"
 
@@ -40,5 +41,6 @@ rule infer:
         gpu=run_gpus,  # the run's GPU request, as training: ~76k test images through the model
     params:
         datasets=infer_datasets,
+        code=infer_code,
     script:
         "../scripts/infer.py"

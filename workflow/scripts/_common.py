@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def setup(snakemake) -> logging.Logger:
-    """Log to the job's ``log:`` file; limit torch to the job's threads.
+    """Log to the job's ``log:`` file, the uncaught exception that ends a job included; set torch's
+    thread count from the config's ``threads`` (not the job's ``--cores`` share).
 
     The terminal (stderr) gets warnings, errors and the records marked ``extra={"terminal": True}``
     (training's progress lines): with several jobs at once, the rest would bury them.
@@ -18,8 +19,24 @@ def setup(snakemake) -> logging.Logger:
         Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", handlers=handlers, force=True)
+    log = logging.getLogger(f"l2ood.{snakemake.rule}")
+    log_uncaught(log)
     if "torch" in sys.modules or snakemake.rule in ("train", "infer"):
         import torch
 
-        torch.set_num_threads(snakemake.threads)
-    return logging.getLogger(f"l2ood.{snakemake.rule}")
+        # the float reductions on a CPU depend on the thread count: the config fixes it, and
+        # training records it (l2ood.config.resolve_run) so that --cores cannot change a model
+        torch.set_num_threads(snakemake.config["threads"].get(snakemake.rule, snakemake.threads))
+    return log
+
+
+def log_uncaught(log: logging.Logger) -> None:
+    """End the rule's log with the exception that stops the script: Snakemake says "check log file(s)",
+    and the traceback on the terminal is gone by then (or was never seen, on a cluster)."""
+
+    def hook(kind, value, tb):
+        log.error("failed: %s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+
+    sys.excepthook = hook
