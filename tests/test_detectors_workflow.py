@@ -259,3 +259,22 @@ def matplotlib_rgb(name):
     from matplotlib.colors import to_rgb
 
     return to_rgb(name)
+
+
+def test_l2_vs_nol2_differences_are_an_option(tmp_path):
+    rows = [{"run": r, "seed": s, "ood": "o", "score": "feature_norm", "auroc": v, "fpr95": 1 - v, "accuracy": 0.9}
+            for r, vals in (("a", NOL2_SEEDS), ("b", L2_SEEDS)) for s, v in enumerate(vals)]  # fmt: skip
+    path = tmp_path / "m.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    spec = {"kind": "l2_vs_nol2", "caption": "c", "rows": [{"label": "M", "nol2": "a", "l2": "b"}], "ood": ["o"],
+            "metrics": {"a": [str(path)]}}  # fmt: skip
+    plain, with_diff = tables.render_table(spec), tables.render_table({**spec, "diff": True})
+    assert with_diff.markdown.startswith(plain.markdown)  # the paper's layout first, unchanged
+    ci = diff_ci(L2_SEEDS, NOL2_SEEDS)
+    ci_fpr = diff_ci([1 - v for v in L2_SEEDS], [1 - v for v in NOL2_SEEDS])
+    line = next(x for x in with_diff.markdown.splitlines()[len(plain.markdown.splitlines()):] if x.startswith("| M |"))
+    assert line.split("|")[2].strip() == f"{ci.format()} / {ci_fpr.format()}"
+    assert line.split("|")[3].strip() == "+0.0 [0.0, 0.0]"  # accuracy: equal on every seed
+    diff = with_diff.tidy[with_diff.tidy.stat == "diff"].set_index(["column", "metric"])
+    assert np.isclose(diff.loc[("o/diff", "auroc"), "value"], 11.0) and diff.loc[("o/diff", "auroc"), "excludes_zero"]
+    assert len(with_diff.tidy) == len(plain.tidy) + 3  # AUROC, FPR95, accuracy

@@ -18,6 +18,8 @@ from paper_mini import write as write_mini
 from workflow_files import copy_workflow
 
 CELL = re.compile(r"^(\d{1,3}\.\d{1,2})†? / (\d{1,3}\.\d{1,2})$")  # "97.4 / 14.8", "98.6 / 7.80", "41.2† / 90.1"
+MEAN_STD = re.compile(r"^\d{1,3}\.\d{1,2}( ± \d{1,3}\.\d{1,2})?$")  # "97.4 ± 0.5"
+DIFF = re.compile(r"^[+-]\d{1,3}\.\d( \[-?\d{1,3}\.\d, -?\d{1,3}\.\d\]( \*)?)?$")  # "+7.6 [5.1, 9.8] *"
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +47,18 @@ def md_rows(path: Path) -> list[list[str]]:
 def test_l2_vs_nol2_tables(paper, table):
     spec = config()["studies"]["paper"]["tables"][table]
     rows = md_rows(paper / f"results/paper/tables/{table}.md")
-    header, body = rows[0], rows[1:]
+    n = len(spec["rows"])
+    header, body, diffs = rows[0], rows[1 : 1 + n], rows[2 + n :]  # the paper's layout, then (diff: true) L2 - No L2
     assert [r[0] for r in body] == [r["label"] for r in spec["rows"]]
+    assert spec["diff"] and [r[0] for r in diffs] == [r["label"] for r in spec["rows"]]
+    assert all(DIFF.match(x) for r in diffs for c in r[1:] for x in c.split(" / ")), diffs
     assert len(header) == 1 + 2 * len(spec["ood"]) + 2
     for r in body:
         assert all(CELL.match(c) for c in r[1 : 1 + 2 * len(spec["ood"])]), r
         assert all(re.match(r"^\d{1,3}\.\d{1,2}$", c) for c in r[-2:]), r
     tidy = pd.read_csv(paper / f"results/paper/tables/{table}.csv")
+    assert (tidy.stat == "diff").sum() == len(spec["rows"]) * (2 * len(spec["ood"]) + 1)
+    tidy = tidy[tidy.stat != "diff"]
     assert len(tidy) == len(spec["rows"]) * (2 * 2 * len(spec["ood"]) + 2)
     assert set(tidy.column) == {f"{k}/{v}" for k in [*spec["ood"], "accuracy"] for v in ("nol2", "l2")}
     assert (tidy.n_seeds == 2).all() and tidy.value.between(0, 100).all()
@@ -144,9 +151,6 @@ def test_report_groups_tables_and_figures(paper):
     for name in ["table4", "paper_vs_reproduced", "fig5", "collapse", "Tables", "Figures"]:
         assert name in html
 
-
-MEAN_STD = re.compile(r"^\d{1,3}\.\d{1,2}( ± \d{1,3}\.\d{1,2})?$")  # "97.4 ± 0.5"
-DIFF = re.compile(r"^[+-]\d{1,3}\.\d( \[-?\d{1,3}\.\d, -?\d{1,3}\.\d\]( \*)?)?$")  # "+7.6 [5.1, 9.8] *"
 
 
 def test_detector_tables(paper):

@@ -215,7 +215,33 @@ def l2_vs_nol2(spec: dict) -> Table:
     groups = [("Model", 1)] + [(_label(spec, ds), 2) for _, ds in oods] + [("Accuracy", 2)]
     header = ["Model"] + [HEADS[h] for h in HEAD_ORDER] * (len(oods) + 1)
     scored = f"; {SCORE_LABELS.get(scores[0], scores[0]).lower()} as the score" if len(scores) == 1 else ""
-    return _render(spec, cells, groups, header, rows, f"AUROC / FPR95 (%, ID positive){scored}.")
+    table = _render(spec, cells, groups, header, rows, f"AUROC / FPR95 (%, ID positive){scored}.")
+    return _with_differences(spec, cells, table, scores, oods) if spec.get("diff") else table
+
+
+def _with_differences(spec: dict, cells: Cells, table: Table, scores: list, oods: list) -> Table:
+    """``diff: true``: below the paper's layout, each row's L2 - No L2 per OoD set (AUROC / FPR95) and
+    accuracy, with a 95% bootstrap interval over seeds (l2ood.stats.diff_ci); tidy rows ``<key>/diff``."""
+    rows = []
+    for r in spec["rows"]:
+        for score in scores:
+            label = r["label"] if len(scores) == 1 else f"{r['label']} ({SCORE_LABELS.get(score, score)})"
+            line = [label]
+            for key, ds in oods:
+                m = {h: cells.select(r[h], score, ds) for h in HEAD_ORDER}
+                a, f = (_diff(cells, label, f"{key}/diff", metric, m["l2"][metric], m["nol2"][metric],
+                              score=score, ood=ds) for metric in ("auroc", "fpr95"))  # fmt: skip
+                line.append(f"{a} / {f}")
+            acc = {h: cells.select(r[h]).drop_duplicates("seed").accuracy for h in HEAD_ORDER}
+            line.append(_diff(cells, label, "accuracy/diff", "accuracy", acc["l2"], acc["nol2"]))
+            rows.append(line)
+    header = ["Model"] + [_label(spec, ds) for _, ds in oods] + ["Accuracy"]
+    sub = ["Model"] + ["AUROC / FPR95"] * len(oods) + [""]
+    note = ("L2 - No L2: difference of the means over seeds in percent points, 95% percentile-bootstrap "
+            "interval resampling each head's seeds; * where it excludes 0 (for FPR95, below 0 is better).")  # fmt: skip
+    markdown = table.markdown + "\n*L2 - No L2 [95% CI]* (AUROC / FPR95, %)\n\n" + markdown_table(header, rows)
+    latex = table.latex + _latex([(h, 1) for h in header], sub, rows, f"{spec['caption']} L2 - No L2 [95% CI].")
+    return Table(cells.frame(), markdown + f"\n{note}\n", latex)
 
 
 def norm_vs_scaled_softmax(spec: dict) -> Table:
