@@ -278,3 +278,4 @@ def test_l2_vs_nol2_differences_are_an_option(tmp_path):
     diff = with_diff.tidy[with_diff.tidy.stat == "diff"].set_index(["column", "metric"])
     assert np.isclose(diff.loc[("o/diff", "auroc"), "value"], 11.0) and diff.loc[("o/diff", "auroc"), "excludes_zero"]
     assert len(with_diff.tidy) == len(plain.tidy) + 3  # AUROC, FPR95, accuracy
+    assert with_diff.html.count("<table") == 2 and with_diff.html.rstrip().endswith("</div>")

@@ -240,8 +240,11 @@ def _with_differences(spec: dict, cells: Cells, table: Table, scores: list, oods
     note = ("L2 - No L2: difference of the means over seeds in percent points, 95% percentile-bootstrap "
             "interval resampling each head's seeds; * where it excludes 0 (for FPR95, below 0 is better).")  # fmt: skip
     markdown = table.markdown + "\n*L2 - No L2 [95% CI]* (AUROC / FPR95, %)\n\n" + markdown_table(header, rows)
-    latex = table.latex + _latex([(h, 1) for h in header], sub, rows, f"{spec['caption']} L2 - No L2 [95% CI].")
-    return Table(cells.frame(), markdown + f"\n{note}\n", latex)
+    groups = [(h, 1) for h in header]
+    latex = table.latex + _latex(groups, sub, rows, f"{spec['caption']} L2 - No L2 [95% CI].")
+    extra = f"<p><i>L2 - No L2 [95% CI]</i> (AUROC / FPR95, %)</p>\n{html_table(groups, sub, rows)}"
+    page = table.html.removesuffix("</div>\n") + extra + f"<p>{html.escape(note)}</p>\n</div>\n"
+    return Table(cells.frame(), markdown + f"\n{note}\n", latex, page)
 
 
 def norm_vs_scaled_softmax(spec: dict) -> Table:
