@@ -67,7 +67,9 @@ def norm_distributions(spec: dict):
     """
     from .metrics import auroc
 
-    fig, axes = _panels(len(spec["panels"]), width=max(4.2, 1.4 * len(spec["labels"])), height=3.8, sharey=True)
+    # one y-axis for the compared models (``sharey: false`` when their norms differ by orders of magnitude)
+    sharey = spec.get("sharey", True)
+    fig, axes = _panels(len(spec["panels"]), width=max(4.2, 1.4 * len(spec["labels"])), height=3.8, sharey=sharey)
     for ax, p in zip(axes, spec["panels"]):
         names = list(p["outputs"])
         norms = [load_outputs(p["outputs"][d])["feature_norm"].astype(np.float64) for d in names]
@@ -95,7 +97,8 @@ def norm_distributions(spec: dict):
         ax.set_xticks(pos, labels, rotation=25, ha="right")
         ax.set_title(f"{p['title']} (seed {p['seed']})", pad=16)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("Feature norm ||z|| (before normalization)")
+    for ax in axes if not sharey else axes[:1]:
+        ax.set_ylabel("Feature norm ||z|| (before normalization)")
     _note(fig, "Violin: density of the norms. Box: quartiles, line = median, white diamond = mean, whiskers: 5th-95th "
                "percentile; dashed: the ID median. AUROC: that set against the ID set, feature norm as the score "
                "(\u2020 below 50: OoD ranked above ID).")  # fmt: skip
@@ -135,6 +138,8 @@ def accuracy_vs_norm(spec: dict):
     images and of errors (bottom, log scale). No rank correlation: with accuracy near 1 most bins
     tie at 1.0 and a correlation over them says nothing.
     """
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     bins, binning = int(spec.get("bins", 125)), spec.get("binning", "equal_width")
     n = len(spec["panels"])
     fig, grid = plt.subplots(2, n, figsize=(4.6 * n, 4.6), squeeze=False, sharex="col", sharey="row",
@@ -155,12 +160,15 @@ def accuracy_vs_norm(spec: dict):
                     elinewidth=0.8, alpha=0.9)  # fmt: skip
         ax.set_ylim(min(0.5, lo.min() - 0.02), 1.01)
         errors = int(len(norms) - correct.sum())
-        ax.set_title(f"{p['title']}: {len(outs)} seeds pooled, {len(norms):,} images, {errors} errors", fontsize="medium")
+        pooled = f"{len(outs)} seeds pooled" if len(outs) > 1 else "1 seed"
+        ax.set_title(f"{p['title']}: {pooled}, {len(norms):,} images, {errors} errors", fontsize="medium")
         ax.grid(alpha=0.3)
         width = np.diff(x).min() * 0.8 if len(x) > 1 else 1.0
         cax.bar(x, count, width=width, color=color, alpha=0.4, label="images")
         cax.bar(x, count - right, width=width * 0.5, color="tab:red", label="errors")  # a bin without errors: none
         cax.set_yscale("log")
+        cax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 10, 100 (not 10^0 ...)
+        cax.yaxis.set_minor_formatter(NullFormatter())
         cax.set_title("Images and errors per bin", fontsize="small")
         cax.set_xlabel("Feature norm ||z|| (bin mean)")
         cax.grid(alpha=0.3)
