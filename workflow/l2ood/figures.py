@@ -177,7 +177,7 @@ def accuracy_vs_norm(spec: dict):
     grid[1, 0].legend(fontsize="x-small", loc="upper right")
     kind = "equal width" if binning == "equal_width" else "equal count"
     _note(fig, f"{bins} bins of {kind} in feature norm (empty bins left out). Error bars: 95% Wilson interval of "
-               "each bin's accuracy. Bottom: images per bin and, in red, the misclassified ones (log scale).")  # fmt: skip
+               "each bin's accuracy. Bottom: images per bin and, in red, the misclassified (log scale).")  # fmt: skip
     return fig
 
 
