@@ -210,7 +210,9 @@ def slurm_run(cluster, tmp_path_factory):
     """The study through the SLURM profile, its head SIGKILLed after the first training job."""
     work = copy_repo(tmp_path_factory.mktemp("slurm-run"))
     point_profile_at(work / "profiles/slurm/config.yaml", cluster)
-    args = ["--workflow-profile", "profiles/slurm", *FAST, *TINY]
+    # --verbose: the terminal keeps the per-job lines (workflow/rules/terminal.smk leaves them out), which
+    # the kill waits for ("Finished jobid") and the checks read ("localrule", "submitted with SLURM jobid")
+    args = ["--workflow-profile", "profiles/slurm", "--verbose", *FAST, *TINY]
 
     first = start_snakemake(work, args, cluster.env, work / "first.log")
     deadline = time.monotonic() + 300
