@@ -1,6 +1,7 @@
 """Shared by the script adapters: make l2ood importable and send logging to the rule's log file."""
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -40,3 +41,17 @@ def log_uncaught(log: logging.Logger) -> None:
             handler.flush()
 
     sys.excepthook = hook
+
+
+def claim_gpu(snakemake) -> None:
+    """Give a job that asks for a GPU (the rule's ``gpu`` resource) a GPU of its own on a
+    workstation (``l2ood.gpus.claim_device``: Snakemake sets no CUDA_VISIBLE_DEVICES), before
+    anything starts CUDA; SLURM's CUDA_VISIBLE_DEVICES is kept. A job asking for none gets none."""
+    if int(getattr(snakemake.resources, "gpu", 0) or 0) < 1:
+        return
+    from l2ood.gpus import claim_device
+    from l2ood.train import ENGINE_DEFAULTS
+
+    claim_device(jobs_per_gpu={**ENGINE_DEFAULTS, **snakemake.config["engine"]}["jobs_per_gpu"])
+    log = logging.getLogger(f"l2ood.{snakemake.rule}")
+    log.info("CUDA_VISIBLE_DEVICES=%s", os.environ.get("CUDA_VISIBLE_DEVICES", ""))  # the job's GPU, in its log

@@ -1,9 +1,10 @@
 from pathlib import Path
 
 import numpy as np
-from _common import setup
+from _common import claim_gpu, setup
 
 log = setup(snakemake)
+claim_gpu(snakemake)  # first: before torch starts CUDA
 
 from l2ood.data import load_split  # noqa: E402
 from l2ood.layout import FEATURES_HEAD, features_file  # noqa: E402

@@ -4,9 +4,10 @@ import sys
 from pathlib import Path
 
 import yaml
-from _common import setup
+from _common import claim_gpu, setup
 
 log = setup(snakemake)
+claim_gpu(snakemake)  # first: before torch starts CUDA
 
 from l2ood.data import load_split  # noqa: E402
 from l2ood.layout import TRAIN_OUTPUTS  # noqa: E402
