@@ -204,14 +204,12 @@ def l2_vs_nol2(spec: dict) -> Table:
     scores = spec.get("scores", ["feature_norm"])
     oods = ood_columns(spec)
     rows = []
-    for r in spec["rows"]:
-        for score in scores:
-            label = r["label"] if len(scores) == 1 else f"{r['label']} ({SCORE_LABELS.get(score, score)})"
-            line = [label]
-            for key, ds in oods:
-                line += [cells.pair(label, f"{key}/{h}", r[h], score, ds) for h in HEAD_ORDER]
-            line += [cells.accuracy(label, f"accuracy/{h}", r[h]) for h in HEAD_ORDER]
-            rows.append(line)
+    for r, score, label in _score_rows(spec["rows"], scores):
+        line = [label]
+        for key, ds in oods:
+            line += [cells.pair(label, f"{key}/{h}", r[h], score, ds) for h in HEAD_ORDER]
+        line += [cells.accuracy(label, f"accuracy/{h}", r[h]) for h in HEAD_ORDER]
+        rows.append(line)
     groups = [("Model", 1)] + [(_label(spec, ds), 2) for _, ds in oods] + [("Accuracy", 2)]
     header = ["Model"] + [HEADS[h] for h in HEAD_ORDER] * (len(oods) + 1)
     scored = f"; {SCORE_LABELS.get(scores[0], scores[0]).lower()} as the score" if len(scores) == 1 else ""
@@ -219,22 +217,28 @@ def l2_vs_nol2(spec: dict) -> Table:
     return _with_differences(spec, cells, table, scores, oods) if spec.get("diff") else table
 
 
+def _score_rows(rows: list, scores: list):
+    """(row, score, printed label) for each table row and score; the score is named in the label when
+    a table shows several."""
+    for r in rows:
+        for score in scores:
+            yield r, score, (r["label"] if len(scores) == 1 else f"{r['label']} ({SCORE_LABELS.get(score, score)})")
+
+
 def _with_differences(spec: dict, cells: Cells, table: Table, scores: list, oods: list) -> Table:
     """``diff: true``: below the paper's layout, each row's L2 - No L2 per OoD set (AUROC / FPR95) and
     accuracy, with a 95% bootstrap interval over seeds (l2ood.stats.diff_ci); tidy rows ``<key>/diff``."""
     rows = []
-    for r in spec["rows"]:
-        for score in scores:
-            label = r["label"] if len(scores) == 1 else f"{r['label']} ({SCORE_LABELS.get(score, score)})"
-            line = [label]
-            for key, ds in oods:
-                m = {h: cells.select(r[h], score, ds) for h in HEAD_ORDER}
-                a, f = (_diff(cells, label, f"{key}/diff", metric, m["l2"][metric], m["nol2"][metric],
-                              score=score, ood=ds) for metric in ("auroc", "fpr95"))  # fmt: skip
-                line.append(f"{a} / {f}")
-            acc = {h: cells.select(r[h]).drop_duplicates("seed").accuracy for h in HEAD_ORDER}
-            line.append(_diff(cells, label, "accuracy/diff", "accuracy", acc["l2"], acc["nol2"]))
-            rows.append(line)
+    for r, score, label in _score_rows(spec["rows"], scores):
+        line = [label]
+        for key, ds in oods:
+            m = {h: cells.select(r[h], score, ds) for h in HEAD_ORDER}
+            a, f = (_diff(cells, label, f"{key}/diff", metric, m["l2"][metric], m["nol2"][metric],
+                          score=score, ood=ds) for metric in ("auroc", "fpr95"))  # fmt: skip
+            line.append(f"{a} / {f}")
+        acc = {h: cells.select(r[h]).drop_duplicates("seed").accuracy for h in HEAD_ORDER}
+        line.append(_diff(cells, label, "accuracy/diff", "accuracy", acc["l2"], acc["nol2"]))
+        rows.append(line)
     header = ["Model"] + [_label(spec, ds) for _, ds in oods] + ["Accuracy"]
     sub = ["Model"] + ["AUROC / FPR95"] * len(oods) + [""]
     note = ("L2 - No L2: difference of the means over seeds in percent points, 95% percentile-bootstrap "

@@ -719,25 +719,35 @@ def load_model(path, device="cpu"):
     return model.to(device).eval(), cfg
 
 
+def _inference_setup(model_path, engine: dict | None):
+    """What inference and feature extraction share: the resolved engine, the model (eval mode, in the
+    engine's memory format) with its config, and the normalization tensors on the device."""
+    e = resolve_engine(engine)
+    device = torch.device(e["device"])
+    model, cfg = load_model(model_path, device)
+    model = model.to(memory_format=memory_format(e))
+    return e, model, cfg, norm_tensors(cfg, device)
+
+
+def _check_image_size(name: str, images: np.ndarray, cfg: dict) -> None:
+    if images.shape[1] != cfg["image_size"] or images.shape[2] != cfg["image_size"]:
+        raise ValueError(
+            f"{name}: images are {images.shape[1]}x{images.shape[2]} but the model was trained at "
+            f"{cfg['image_size']}x{cfg['image_size']}; use the resized data set (name suffix -r{cfg['image_size']})"
+        )
+
+
 def infer_sets(model_path, sets: dict, engine: dict | None = None) -> dict:
     """``{name: (images, labels)}`` -> ``{name: outputs}``, loading the model once.
 
     Outputs per image: pre-normalization feature norm, logits, label; plus the classifier bias and
     head (the fields ``l2ood.outputs`` describes).
     """
-    e = resolve_engine(engine)
-    device = torch.device(e["device"])
+    e, model, cfg, (mean, std) = _inference_setup(model_path, engine)
     fmt = memory_format(e)
-    model, cfg = load_model(model_path, device)
-    model = model.to(memory_format=fmt)
-    mean, std = norm_tensors(cfg, device)
     results = {}
     for name, (images, labels) in sets.items():
-        if images.shape[1] != cfg["image_size"] or images.shape[2] != cfg["image_size"]:
-            raise ValueError(
-                f"{name}: images are {images.shape[1]}x{images.shape[2]} but the model was trained at "
-                f"{cfg['image_size']}x{cfg['image_size']}; use the resized data set (name suffix -r{cfg['image_size']})"
-            )
+        _check_image_size(name, images, cfg)
         logits, norms = [], []
         for lo, z in batched_forward(model, images, mean, std, e["infer_batch_size"], fmt):
             logits.append(lo.cpu())
@@ -766,14 +776,11 @@ def infer_features(model_path, sets: dict, engine: dict | None = None) -> tuple[
     features are z *before* any L2 normalization. float16 halves the disk (docs/detectors.md); a value
     beyond its range (65504) raises instead of being stored as infinity.
     """
-    e = resolve_engine(engine)
-    device = torch.device(e["device"])
+    e, model, cfg, (mean, std) = _inference_setup(model_path, engine)
     fmt = memory_format(e)
-    model, cfg = load_model(model_path, device)
-    model = model.to(memory_format=fmt)
-    mean, std = norm_tensors(cfg, device)
     results = {}
     for name, (images, labels) in sets.items():
+        _check_image_size(name, images, cfg)
         z = torch.cat([z.cpu() for _, z in batched_forward(model, images, mean, std, e["infer_batch_size"], fmt)])
         half = z.half()
         if not torch.isfinite(half).all():
