@@ -582,6 +582,11 @@ def status_of(e: dict) -> str:
     return e.get("status", "-") if e.get("status") != "ok" else "ok"
 
 
+def not_ok_line(part: dict) -> str:
+    """A part that did not run to the end: its status and the start of its error (or note)."""
+    return f"{status_of(part)}: {part.get('error', part.get('note', ''))[:600]}"
+
+
 def summary(report: dict) -> str:
     p, out = report["parts"], []
     out.append(f"GPU check on {report['gpu']}: torch {report['torch']}, CUDA {report['cuda']}, cuDNN {report['cudnn']}; "
@@ -595,7 +600,7 @@ def summary(report: dict) -> str:
                    f"first epoch {f['first_epoch_s']:.2f} s, steady {f['images_per_s']:,.0f} images/s, "
                    f"peak {f['peak_memory_gib']:.1f} GiB ({f['memory_kind']})")  # fmt: skip
     else:
-        out.append(f"{status_of(f)}: {f.get('error', f.get('note', ''))[:600]}")
+        out.append(not_ok_line(f))
     r = p["resume"]
     out.append("\n## 2. Resume after SIGKILL\n")
     if r.get("status") == "ok":
@@ -604,7 +609,7 @@ def summary(report: dict) -> str:
                    f"loss difference {r['max_rel_loss_diff']:.3g} (tolerance {r['rtol']:g}): "
                    f"{'matches' if r['matches'] else 'DOES NOT MATCH'}")  # fmt: skip
     else:
-        out.append(f"{status_of(r)}: {r.get('error', r.get('note', ''))[:600]}")
+        out.append(not_ok_line(r))
     d = p["determinism"]
     out.append("\n## 3. Determinism (same seed twice, at the same time)\n")
     if d.get("status") == "ok":
@@ -612,7 +617,7 @@ def summary(report: dict) -> str:
             out.append(f"- {name} engine: {'identical' if d[name]['identical'] else 'different'} weights "
                        f"(max |difference| {d[name]['max_abs_weight_diff']:.3g})")  # fmt: skip
     else:
-        out.append(f"{status_of(d)}: {d.get('error', d.get('note', ''))[:600]}")
+        out.append(not_ok_line(d))
     out.append("\n## 4. Per-recipe throughput (one steady epoch)\n")
     out.append("| model@px/batch | run | images/s | peak GiB | status |\n|---|---|---|---|---|")
     for key, e in p["recipes"].items():
