@@ -47,6 +47,27 @@ def test_run_recipe_is_the_one_recipe_every_reader_sees(config):
     assert df.loc["cifar10-resnet50-l2-sgd100", "epochs"] == 100 and df.loc["cifar10-cct-l2-cct300", "epochs"] == 310
 
 
+def test_a_tables_digest_follows_its_resolved_spec_and_unknown_names_list_the_choices(config):
+    """The table and figure rules' params hold this digest instead of the spec (the report's "Job
+    parameters"): what the spec resolves to (a caption, a run's seeds, a data set's label) changes it."""
+    digest = C.spec_digest(C.study_item(config, "demo", "tables", "demo"))
+    assert re.fullmatch(r"[0-9a-f]{16}", digest) and digest == C.spec_digest(C.study_item(config, "demo", "tables", "demo"))
+    for edit in (
+        lambda c: c["studies"]["demo"]["tables"]["demo"].update(caption="reworded"),
+        lambda c: c["runs"]["demo-smallcnn-l2"].update(seeds=2),  # fewer metrics files
+        lambda c: c["datasets"]["digits-near"].update(label="Digits 5-9, renamed"),  # a printed label
+    ):
+        cfg = copy.deepcopy(config)
+        edit(cfg)
+        assert C.spec_digest(C.study_item(cfg, "demo", "tables", "demo")) != digest
+    fig = C.study_item(config, "demo", "figures", "norm_variability")
+    assert fig["panels"][0]["collapse"] == [f"results/runs/demo-smallcnn-nol2/seed{s}/collapse.csv" for s in range(3)]
+    with pytest.raises(C.ConfigError, match=r"study 'demo' has no table 'tabel4'; it has \['demo', 'detectors'\]"):
+        C.study_item(config, "demo", "tables", "tabel4")
+    with pytest.raises(C.ConfigError, match=r"unknown study 'papr'; known: \['demo', 'paper'\]"):
+        C.study_item(config, "papr", "figures", "fig5")
+
+
 def test_study_runs_are_derived_from_its_tables_and_figures(config):
     assert C.study_runs(config, "demo") == ["demo-smallcnn-nol2", "demo-smallcnn-l2"]
     paper = C.study_runs(config, "paper")

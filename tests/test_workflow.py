@@ -5,14 +5,18 @@ errors, `snakemake --lint`, `snakefmt --check`, the report, and that a changed o
 only what depends on it.
 """
 
+import html
+import json
 import re
 import subprocess
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import ROOT
 from workflow_files import copy_workflow, job_stats
 
@@ -143,6 +147,11 @@ def test_terminal_is_short_and_every_progress_line_names_run_and_seed(demo):
     assert len(progress) == 4 * 2  # per job the first and the last epoch (the log file has all three)
 
 
+def html_text(text):
+    """Text as a reader sees it: tags dropped, entities decoded, white space collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
+
+
 def test_report_has_a_description_and_the_tables_inline(demo):
     snakemake(demo, *TINY, "--report", "results/demo/report.html")
     html = (demo / "results/demo/report.html").read_text(errors="replace")
@@ -156,6 +165,16 @@ def test_report_has_a_description_and_the_tables_inline(demo):
     numbers = re.findall(r"\d+\.\d+", "\n".join(line for line in md.splitlines() if line.startswith("| SmallCNN")))
     assert len(numbers) == 3 * (6 * 4 + 2 * 2)  # 3 scores x (6 cells x 2 means ± 2 stds + 2 accuracies ± std)
     assert all(n in html for n in numbers), [n for n in numbers if n not in html]
+    # "Job parameters" of each table and figure: one short line (the spec's digest), not the spec
+    shown = json.loads(re.search(r"var results = (\{.*?\});\n", html, re.S).group(1))
+    params = {k: v["job_properties"]["params"] for k, v in shown.items() if "/tables/" in k or "/figures/" in k}
+    # and each caption is its table's or figure's caption from config.yaml (the CSV's has its own text)
+    study = yaml.safe_load((demo / "config.yaml").read_text())["studies"]["demo"]
+    for path, result in shown.items():
+        group, name, ext = Path(path).parts[-2], Path(path).stem, Path(path).suffix
+        if group in ("tables", "figures") and ext != ".csv":
+            assert html_text(study[group][name]["caption"])[:60] in html_text(result["caption"]), path
+    assert len(params) >= 8 and all(re.fullmatch(r"spec=[0-9a-f]{16}, code=[0-9a-f]{16}", p) for p in params.values()), params
 
 
 def test_nothing_to_do_after_a_complete_run(demo):

@@ -8,6 +8,9 @@ run with its defaults and its recipe with the run's overrides: every reader goes
 reruns a job is said in the README, "What makes a job run again".
 """
 
+import hashlib
+import json
+
 from .code import model_signatures, training_code
 from .layout import DETECTOR_METRICS, METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, outputs_file, run_file
 
@@ -475,3 +478,27 @@ def resolve_detector_spec(config: dict, spec: dict) -> dict:
     files = {r: [run_file(r, s, DETECTOR_METRICS) for s in seeds(config, r)] for r in runs}
     names = set(spec_datasets(spec)) | {config["runs"][r]["dataset"] for r in runs}
     return {**spec, "metrics": files, "labels": {d: dataset_label(config, d) for d in sorted(names)}}
+
+
+# --- a study's table or figure, as its job gets it ----------------------------------------------
+
+#: how each group's specs are resolved into what its script renders
+RESOLVERS = {"tables": resolve_table, "figures": resolve_figure}
+
+
+def study_item(config: dict, study: str, group: str, name: str) -> dict:
+    """Study ``study``'s table or figure ``name`` (``group`` "tables" or "figures"), resolved: the one
+    resolution both the rule (its input files, its params digest) and the script (what it renders) use."""
+    if study not in config["studies"]:
+        raise ConfigError(f"unknown study {study!r}; known: {sorted(config['studies'])}")
+    items = config["studies"][study].get(group, {})
+    if name not in items:
+        raise ConfigError(f"study {study!r} has no {group[:-1]} {name!r}; it has {sorted(items)}")
+    return RESOLVERS[group](config, items[name])
+
+
+def spec_digest(resolved: dict) -> str:
+    """A short digest of a resolved table or figure: the rule's params hold it instead of the spec,
+    so the report's "Job parameters" stay one line and any change of the spec still reruns the job."""
+    text = json.dumps(resolved, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

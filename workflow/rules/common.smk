@@ -173,26 +173,30 @@ def study_metrics_inputs(wildcards):
     return run_seed_files(cfglib.study_runs(config, wildcards.study), METRICS)
 
 
-def table_spec(wildcards):
-    tables = study_spec(wildcards.study).get("tables", {})
-    if wildcards.table not in tables:
-        raise WorkflowError(f"study {wildcards.study!r} has no table {wildcards.table!r}; it has {sorted(tables)}")
-    return cfglib.resolve_table(config, tables[wildcards.table])
+def study_item(wildcards, group, name):
+    try:
+        return cfglib.study_item(config, wildcards.study, group, name)
+    except cfglib.ConfigError as err:
+        raise WorkflowError(str(err)) from None
 
 
 def table_inputs(wildcards):
-    return cfglib.table_files(table_spec(wildcards))
+    return cfglib.table_files(study_item(wildcards, "tables", wildcards.table))
 
 
-def figure_spec(wildcards):
-    figures = study_spec(wildcards.study).get("figures", {})
-    if wildcards.figure not in figures:
-        raise WorkflowError(f"study {wildcards.study!r} has no figure {wildcards.figure!r}; it has {sorted(figures)}")
-    return cfglib.resolve_figure(config, figures[wildcards.figure])
+def table_digest(wildcards):
+    """The resolved table's digest, not the table itself: the script resolves it again from the
+    config (l2ood.config.study_item), and the report's "Job parameters" stay one line."""
+    return cfglib.spec_digest(study_item(wildcards, "tables", wildcards.table))
 
 
 def figure_inputs(wildcards):
-    return cfglib.figure_files(figure_spec(wildcards))
+    return cfglib.figure_files(study_item(wildcards, "figures", wildcards.figure))
+
+
+def figure_digest(wildcards):
+    """As table_digest, for a figure."""
+    return cfglib.spec_digest(study_item(wildcards, "figures", wildcards.figure))
 
 
 def study_data(study):

@@ -17,7 +17,7 @@ rule figure:
     conda:
         "../../envs/l2ood.yaml"
     params:
-        spec=figure_spec,
+        spec=figure_digest,
         code=script_code("figure"),
     script:
         "../scripts/figure.py"

@@ -27,7 +27,7 @@ rule table:
     conda:
         "../../envs/l2ood.yaml"
     params:
-        spec=table_spec,
+        spec=table_digest,
         code=script_code("table"),
     script:
         "../scripts/table.py"

@@ -2,9 +2,11 @@ from _common import setup
 
 log = setup(snakemake)
 
+from l2ood.config import study_item  # noqa: E402
 from l2ood.tables import render_table  # noqa: E402
 
-table = render_table(snakemake.params.spec)
+# resolved from the config as the rule resolved it; its params hold only the digest (l2ood.config.spec_digest)
+table = render_table(study_item(snakemake.config, snakemake.wildcards.study, "tables", snakemake.wildcards.table))
 table.tidy.to_csv(snakemake.output.csv, index=False)
 outputs = snakemake.output
 for path, text in ((outputs.md, table.markdown), (outputs.tex, table.latex), (outputs.html, table.html)):
