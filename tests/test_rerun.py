@@ -25,6 +25,7 @@ import yaml
 from conftest import ROOT
 from l2ood import code
 from l2ood import config as C
+from l2ood import plan as P
 from workflow_files import copy_workflow, job_stats
 
 TINY = ["--configfile", "tests/config/tiny.yaml"]  # more files follow it: a second --configfile replaces the first
@@ -139,7 +140,7 @@ def test_schema_typos_name_the_key_and_the_choices(config, edit, message):
          r"studies\.demo\.figures\.norm_distributions\.datasets: run demo-smallcnn-nol2 is not evaluated on 'digits-noi"),
         (lambda c: c["runs"]["demo-smallcnn-l2"].update(seeds=[1, 2]),
          r"studies\.demo\.figures\.norm_distributions: panel 'L2' shows seed 0, which run demo-smallcnn-l2 does not have"),
-        (lambda c: c.update(only_seeds=[7]), r"only_seeds: \[7\] leaves run demo-smallcnn-nol2 no seed"),
+        (lambda c: c.update(only_seeds=[70]), r"only_seeds: \[70\] is no seed of any run"),
     ],
 )  # fmt: skip
 def test_reference_typos_name_the_key_and_the_choices(config, edit, message):
@@ -170,6 +171,18 @@ def test_seeds_are_a_count_or_a_list_and_only_seeds_picks_a_subset(config):
     assert C.seeds(config, "demo-smallcnn-l2") == [7] and C.seeds(config, "demo-smallcnn-nol2") == [0]
     table = C.resolve_table(config, config["studies"]["demo"]["tables"]["demo"])
     assert table["metrics"]["demo-smallcnn-l2"] == ["results/runs/demo-smallcnn-l2/seed7/metrics.csv"]
+    # a list of seeds is counted as its length where the plan prints the jobs (it multiplied the list)
+    assert P.summary(config, "demo").set_index("run").loc["demo-smallcnn-l2", "seeds"] == 1
+    # seeds the paper's runs have and the demo's do not: the config is fine, a paper target builds
+    # seed 3 of every run, and only a target that needs a demo run says it has no such seed
+    config["only_seeds"] = [3]
+    config["runs"]["demo-smallcnn-l2"]["seeds"] = 3
+    C.check(config)
+    assert C.study_item(config, "paper", "tables", "table8")["metrics"]["cifar10-resnet18-l2-sgd60"] == [
+        "results/runs/cifar10-resnet18-l2-sgd60/seed3/metrics.csv"
+    ]
+    with pytest.raises(C.ConfigError, match=r"only_seeds: \[3\] leaves run demo-smallcnn-nol2 no seed \(it has \[0, 1, 2\]\)"):
+        C.study_item(config, "demo", "tables", "demo")
 
 
 def test_recorded_differences_name_each_changed_value(config):

@@ -139,9 +139,15 @@ def run_seeds(config: dict, run: str) -> list[int]:
 
 def seeds(config: dict, run: str) -> list[int]:
     """The seeds built for ``run``: its own (``run_seeds``), restricted to the top-level ``only_seeds``
-    when that is set (``--config only_seeds=[3]`` rebuilds a subset)."""
+    when that is set (``--config only_seeds=[3]`` rebuilds a subset); an error if that leaves none."""
     only = config.get("only_seeds")
-    return [s for s in run_seeds(config, run) if only is None or s in only]
+    kept = [s for s in run_seeds(config, run) if only is None or s in only]
+    if not kept:  # raised where a target needs the run: other runs may well have those seeds
+        raise ConfigError(
+            f"only_seeds: {only} leaves run {run} no seed (it has {run_seeds(config, run)}): ask for a target "
+            f"without it (e.g. `snakemake paper --config only_seeds=...`), or for one of its seeds"
+        )
+    return kept
 
 
 def prepare_spec(config: dict, name: str) -> dict:
@@ -178,6 +184,9 @@ def check(config: dict) -> None:
                 errors.append(f"datasets.{name}.{key}: unknown data set {spec[key]!r}")
         if spec["kind"] in ("gaussian", "scrambled", "resize") and not ({"like", "of"} & set(spec)):
             errors.append(f"datasets.{name}: kind {spec['kind']!r} needs 'of' (or 'like' for gaussian)")
+    only = config.get("only_seeds")
+    if only is not None and not any(s in only for r in runs for s in run_seeds(config, r)):
+        errors.append(f"only_seeds: {only} is no seed of any run")  # a run left without one fails where it is needed
     for name, run in runs.items():
         if run["dataset"] not in ds:
             errors.append(f"runs.{name}.dataset: unknown data set {run['dataset']!r}")
@@ -189,10 +198,6 @@ def check(config: dict) -> None:
         if run["recipe"] not in recipes:
             errors.append(f"runs.{name}.recipe: unknown recipe {run['recipe']!r}; known: {sorted(recipes)}")
         errors += model_errors(name, run)
-        if not seeds(config, name):
-            errors.append(
-                f"only_seeds: {config['only_seeds']} leaves run {name} no seed (it has {run_seeds(config, name)})"
-            )
         for o in run.get("tune_scale_on", []):
             if o not in run["ood"]:
                 errors.append(f"runs.{name}.tune_scale_on: {o!r} is not one of the run's OoD sets {run['ood']}")

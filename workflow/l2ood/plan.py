@@ -18,7 +18,7 @@ import math
 import sys
 from pathlib import Path
 
-from .config import run_recipe, run_spec, study_runs
+from .config import run_recipe, run_spec, seeds, study_runs
 
 #: what benchmarks/gpu_check.py measured on a GPU (absent until a session with a GPU commits it)
 MEASURED_JSON = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.json"
@@ -105,10 +105,11 @@ def summary(config: dict, study: str, measured: dict | None = None):
     for run in study_runs(config, study):
         spec, recipe = run_spec(config, run), run_recipe(config, run)
         key = throughput_key(spec["model"], config["datasets"][spec["dataset"]]["image_size"], recipe["batch_size"])
-        hours = spec["seeds"] * run_minutes(config, run, measured) / 60
+        n_seeds = len(seeds(config, run))  # `seeds:` is a count or a list
+        hours = n_seeds * run_minutes(config, run, measured) / 60
         on_gpu = spec["gpus"] > 0  # the demo's runs are CPU-sized (gpus: 0): their hours are CPU hours
         speed = ("measured" if key in measured else "estimate") if on_gpu else "CPU, measured"
-        rows.append({"run": run, "seeds": spec["seeds"], "epochs": recipe["epochs"],
+        rows.append({"run": run, "seeds": n_seeds, "epochs": recipe["epochs"],
                      "gpu_hours": hours if on_gpu else 0.0, "cpu_hours": 0.0 if on_gpu else hours,
                      "speed": speed})  # fmt: skip
     return pd.DataFrame(rows)
