@@ -1,0 +1,147 @@
+"""The README's commands are the contract: each one is run here, as a dry run where it would train
+or download, or is named with the test (or CI step) that runs it. A command added to the README
+without either fails `test_every_readme_command_is_run_somewhere`."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+from workflow_files import job_stats
+
+README = ROOT / "README.md"
+
+#: commands run elsewhere, by the test (tests/<file>::<function>) or CI step that runs them as written
+RUN_ELSEWHERE = {
+    "pip install -r envs/requirements-test.txt": ".ci/run",
+    "pytest": ".ci/run",
+    "bash .ci/install-slurm.sh": ".ci/run",
+    "snakemake --cores 2": "tests/test_workflow.py::demo",  # the demo fixture builds it (a tiny config over it)
+    "snakemake --report results/demo/report.html": "tests/test_workflow.py::test_report_has_a_description_and_the_tables_inline",
+    "snakemake paper --report results/paper/report.html": "tests/test_paper_mini.py::test_report_groups_tables_and_figures",
+    "python tests/paper_mini.py /tmp/mini": "tests/test_paper_mini.py::paper",
+    "python -m l2ood.plan paper": "tests/test_plan.py::test_command_line_reads_the_repository_config_from_any_folder",
+    # re-records tests/training_code.sha256: running it here would hide the change the check is for
+    "python tests/training_code.py": "tests/test_rerun.py::test_training_code_version_is_kept_honest",
+}  # fmt: skip
+#: snakemake options that do not change what a dry run checks (how many cores, the dry run itself)
+NO_PLAN = {"--cores": 1, "-n": 0}
+
+
+def readme_commands() -> list[str]:
+    """Every command the README gives: the lines of its ```bash blocks and its inline code spans
+    that start with a program and have arguments (a lone `snakemake` is the word, not a command)."""
+    text = README.read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    lines = [line.split(" #")[0] for b in blocks for line in b.splitlines() if not line.lstrip().startswith("#")]
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    spans = re.findall(r"`((?:[A-Z0-9_]+=\S+ )?(?:snakemake|python|pytest|pip|bash) [^`]+)`", prose)
+    parts = [" ".join(p.split()) for c in lines + spans for p in c.split("&&")]
+    return list(dict.fromkeys(p for p in parts if p))
+
+
+def test_the_readme_gives_the_commands_this_file_checks():
+    cmds = readme_commands()
+    assert "pip install -r envs/requirements.txt" in cmds and "snakemake --cores 2" in cmds  # the first screen
+    assert "snakemake results/paper/tables/table8.md --cores 16" in cmds and len(cmds) >= 20, cmds
+
+
+def snakemake_argv(cmd: str) -> list[str]:
+    argv = shlex.split(cmd)[1:]
+    out, skip = [], 0
+    for a in argv:
+        if skip:
+            skip -= 1
+        elif a in NO_PLAN:
+            skip = NO_PLAN[a]
+        else:
+            out.append(a)
+    return out
+
+
+def dry_run(*args, timeout=300):
+    proc = subprocess.run(["snakemake", "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return proc, proc.stdout + proc.stderr
+
+
+def planned(cmds: list[str]) -> list[str]:
+    """The README's snakemake commands that plan jobs (not a report, not an unlock, no placeholder)."""
+    return [c for c in cmds if c.startswith("snakemake") and not re.search(r"--report|--unlock|<", c)]
+
+
+def test_every_readme_command_is_run_somewhere():
+    """Each command is dry-run below, or run by the test or CI step RUN_ELSEWHERE names (which exists)."""
+    cmds = readme_commands()
+    here = set(planned(cmds)) | {c for c in cmds if c.startswith(("pip install -r envs/requirements.txt", "L2OOD_", "pytest -m"))}
+    here |= {c for c in cmds if re.search(r"--unlock|<run>", c)}
+    missing = [c for c in cmds if c not in here and c not in RUN_ELSEWHERE]
+    assert not missing, f"README commands no test runs: {missing}; run them in tests/test_readme.py or name the test"
+    for where in RUN_ELSEWHERE.values():
+        path, _, name = where.partition("::")
+        assert (ROOT / path).is_file(), where
+        if name:
+            assert re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M), where
+    ci = (ROOT / ".ci/run").read_text()
+    for cmd, where in RUN_ELSEWHERE.items():
+        if where == ".ci/run":
+            assert cmd in ci, cmd  # (`pytest` as the end of CI's install-and-test line)
+
+
+def test_the_readme_snakemake_commands_plan(tmp_path):
+    """Every target and option of the README's snakemake commands, in one dry run per option set; the
+    first screen's Table 8 is 30 training jobs; the profile, the only_seeds subset and the one-run
+    target plan as the README says."""
+    cmds = planned(readme_commands())
+    plain = [snakemake_argv(c) for c in cmds if not re.search(r"--workflow-profile|--config", c)]
+    targets = [a for argv in plain for a in (argv or ["all"])]  # no target: the default one (rule all)
+    assert all(not t.startswith("-") for t in targets), targets  # an option this test does not know
+    proc, text = dry_run(*dict.fromkeys(targets))
+    assert proc.returncode == 0, text[-3000:]
+    runs = {"paper_data", "paper", "results/paper/tables/table8.md", "results/paper/tables/table4.md"}
+    assert runs <= set(targets), targets
+    proc, text = dry_run("results/paper/tables/table8.md")
+    assert proc.returncode == 0 and job_stats(proc.stdout)["train"] == 30, text[-3000:]
+    for c in cmds:
+        if re.search(r"--workflow-profile|--config", c):
+            proc, text = dry_run(*snakemake_argv(c))
+            assert proc.returncode == 0, (c, text[-3000:])
+            assert job_stats(proc.stdout)["train"] >= 22, (c, text[-2000:])  # 22 runs: at least one seed each
+    proc, text = dry_run("results/runs/cifar10-resnet18-l2-sgd60/seed3/metrics.csv")
+    assert proc.returncode == 0 and job_stats(proc.stdout)["train"] == 1, text[-3000:]
+
+
+def test_the_readme_unlock_command_runs():
+    cmd = next(c for c in readme_commands() if "--unlock" in c)
+    proc = subprocess.run(shlex.split(cmd), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Unlocked working directory" in proc.stdout + proc.stderr, proc.stderr[-2000:]
+
+
+def test_the_readme_pytest_commands_select_tests():
+    """The marker expression and the paper-number command as written (the paper's path from this
+    machine's layout where it is there; the command's placeholder path is the user's)."""
+    cmds = readme_commands()
+    fast = shlex.split(next(c for c in cmds if c.startswith("pytest -m")))
+    proc = subprocess.run([sys.executable, "-m", *fast, "--collect-only", "-q"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    n = re.search(r"(\d+)/(\d+) tests collected \((\d+) deselected\)", proc.stdout)
+    assert proc.returncode == 0 and n and int(n[1]) > 300 and int(n[3]) > 20, proc.stdout[-1000:]
+    paper = ROOT.parent / "shared/paper/paper.md"
+    cmd = next(c for c in cmds if c.startswith("L2OOD_PAPER_MD="))
+    var, *argv = shlex.split(cmd)
+    env = {**os.environ, var.split("=")[0]: str(paper)}
+    proc = subprocess.run([sys.executable, "-m", *argv, "-q", "-p", "no:cacheprovider"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    if not paper.is_file() and os.environ.get("CI") != "true":
+        pytest.skip(f"the paper's text is not at {paper}: the command's own run is left to CI")
+    assert proc.returncode == 0 and " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
+
+
+def test_the_demo_requirements_are_inside_the_test_requirements():
+    """`pip install -r envs/requirements.txt` (the demo's line) is what the test line installs first."""
+    cmds = readme_commands()
+    assert "pip install -r envs/requirements.txt" in cmds
+    test_reqs = (ROOT / "envs/requirements-test.txt").read_text().splitlines()
+    assert "-r requirements.txt" in test_reqs and "-e ." in (ROOT / "envs/requirements.txt").read_text().splitlines()
