@@ -2,7 +2,7 @@
 
 Fake archives in each dataset's real layout (tests/fakes) stand in for the downloads, their
 MD5s given through ``download.md5``; every recipe is cut to 2 epochs at batch 16, every run to
-2 seeds and a small width. Write the config and run it by hand with
+2 seeds, a small width and the CPU. Write the config and run it by hand with
 
     python tests/paper_mini.py /tmp/mini && snakemake paper --cores 2 --configfile /tmp/mini/paper-mini.yaml
 """
@@ -52,8 +52,10 @@ def mini_config(fakes: Path, seeds: int = 2, epochs: int = 2) -> dict:
         "default_study": "paper",
         "download": {"existing": {k: str(fakes / k) for k in RAW_KINDS}, "md5": md5},
         "recipes": rec,
+        # gpus: 0, CPU-sized as the demo's runs: a GPU job each would run one at a time (the default
+        # profile's gpu=1), and the miniature is 44 training and 44 inference jobs
         "runs": {r: {"seeds": seeds, "probe_size": 12, "model_kwargs": SMALL[base["runs"][r]["model"]],
-                     "recipe_overrides": {"batch_size": 16}} for r in runs},  # fmt: skip
+                     "recipe_overrides": {"batch_size": 16}, "gpus": 0} for r in runs},  # fmt: skip
         "studies": {"paper": {"figures": {"fig7": {"bins": 4}}}},
         "detectors": {"params": {"knn": {"k": 5}}},  # k = 50 needs 50 training images; the fake CIFAR-10 has 40
     }
