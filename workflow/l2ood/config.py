@@ -144,8 +144,8 @@ def seeds(config: dict, run: str) -> list[int]:
     kept = [s for s in run_seeds(config, run) if only is None or s in only]
     if not kept:  # raised where a target needs the run: other runs may well have those seeds
         raise ConfigError(
-            f"only_seeds: {only} leaves run {run} no seed (it has {run_seeds(config, run)}): ask for a target "
-            f"without it (e.g. `snakemake paper --config only_seeds=...`), or for one of its seeds"
+            f"only_seeds: {only} leaves run {run} no seed (it has {run_seeds(config, run)}): ask for targets "
+            f"that do not need it, or add one of its seeds to only_seeds"
         )
     return kept
 
