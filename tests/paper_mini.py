@@ -2,7 +2,7 @@
 
 Fake archives in each dataset's real layout (tests/fakes) stand in for the downloads, their
 MD5s given through ``download.md5``; every recipe is cut to 2 epochs at batch 16, every run to
-2 seeds, a small width and the CPU. Write the config and run it by hand with
+2 seeds, a small width and no GPU request (``gpus: 0``, so its jobs run side by side). Write the config and run it by hand with
 
     python tests/paper_mini.py /tmp/mini && snakemake paper --cores 2 --configfile /tmp/mini/paper-mini.yaml
 """

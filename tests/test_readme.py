@@ -39,7 +39,7 @@ def readme_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
     lines = [line.split(" #")[0] for b in blocks for line in b.splitlines() if not line.lstrip().startswith("#")]
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
-    spans = re.findall(r"`((?:[A-Z0-9_]+=\S+ )?(?:snakemake|python|pytest|pip|bash) [^`]+)`", prose)
+    spans = re.findall(r"`((?:[A-Z0-9_]+=\S+\s+)?(?:snakemake|python|pytest|pip|bash)\s+[^`]+)`", prose)
     parts = [" ".join(p.split()) for c in lines + spans for p in c.split("&&")]
     return list(dict.fromkeys(p for p in parts if p))
 
@@ -68,16 +68,23 @@ def dry_run(*args, timeout=300):
     return proc, proc.stdout + proc.stderr
 
 
+#: what the README's placeholders stand for here
+PLACEHOLDERS = {"<run>": "cifar10-resnet18-l2-sgd60", "<seed>": "3"}
+
+
 def planned(cmds: list[str]) -> list[str]:
-    """The README's snakemake commands that plan jobs (not a report, not an unlock, no placeholder)."""
-    return [c for c in cmds if c.startswith("snakemake") and not re.search(r"--report|--unlock|<", c)]
+    """The README's snakemake commands that plan jobs (not a report, not an unlock), placeholders filled in."""
+    cmds = [c for c in cmds if c.startswith("snakemake") and not re.search(r"--report|--unlock", c)]
+    for key, value in PLACEHOLDERS.items():
+        cmds = [c.replace(key, value) for c in cmds]
+    return cmds
 
 
 def test_every_readme_command_is_run_somewhere():
     """Each command is dry-run below, or run by the test or CI step RUN_ELSEWHERE names (which exists)."""
     cmds = readme_commands()
-    here = set(planned(cmds)) | {c for c in cmds if c.startswith(("pip install -r envs/requirements.txt", "L2OOD_", "pytest -m"))}
-    here |= {c for c in cmds if re.search(r"--unlock|<run>", c)}
+    here = {c for c in cmds if c.startswith("snakemake") and "--report" not in c}  # planned or unlocked below
+    here |= {c for c in cmds if c.startswith(("pip install -r envs/requirements.txt", "L2OOD_", "pytest -m"))}
     missing = [c for c in cmds if c not in here and c not in RUN_ELSEWHERE]
     assert not missing, f"README commands no test runs: {missing}; run them in tests/test_readme.py or name the test"
     for where in RUN_ELSEWHERE.values():
@@ -96,7 +103,7 @@ def test_the_readme_snakemake_commands_plan(tmp_path):
     first screen's Table 8 is 30 training jobs; the profile, the only_seeds subset and the one-run
     target plan as the README says."""
     cmds = planned(readme_commands())
-    plain = [snakemake_argv(c) for c in cmds if not re.search(r"--workflow-profile|--config", c)]
+    plain = [snakemake_argv(c) for c in cmds if not re.search(r"--workflow-profile|--config|results/runs/", c)]
     targets = [a for argv in plain for a in (argv or ["all"])]  # no target: the default one (rule all)
     assert all(not t.startswith("-") for t in targets), targets  # an option this test does not know
     proc, text = dry_run(*dict.fromkeys(targets))
@@ -110,8 +117,11 @@ def test_the_readme_snakemake_commands_plan(tmp_path):
             proc, text = dry_run(*snakemake_argv(c))
             assert proc.returncode == 0, (c, text[-3000:])
             assert job_stats(proc.stdout)["train"] >= 22, (c, text[-2000:])  # 22 runs: at least one seed each
-    proc, text = dry_run("results/runs/cifar10-resnet18-l2-sgd60/seed3/metrics.csv")
-    assert proc.returncode == 0 and job_stats(proc.stdout)["train"] == 1, text[-3000:]
+    one = [c for c in cmds if "results/runs/" in c]  # one run and seed, placeholders filled in
+    assert one, cmds
+    for c in one:
+        proc, text = dry_run(*snakemake_argv(c))
+        assert proc.returncode == 0 and job_stats(proc.stdout)["train"] == 1, text[-3000:]
 
 
 def test_the_readme_unlock_command_runs():

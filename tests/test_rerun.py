@@ -140,7 +140,7 @@ def test_schema_typos_name_the_key_and_the_choices(config, edit, message):
          r"studies\.demo\.figures\.norm_distributions\.datasets: run demo-smallcnn-nol2 is not evaluated on 'digits-noi"),
         (lambda c: c["runs"]["demo-smallcnn-l2"].update(seeds=[1, 2]),
          r"studies\.demo\.figures\.norm_distributions: panel 'L2' shows seed 0, which run demo-smallcnn-l2 does not have"),
-        (lambda c: c.update(only_seeds=[70]), r"only_seeds: \[70\] is no seed of any run"),
+        (lambda c: c.update(only_seeds=[3, 70]), r"only_seeds: 70 is no seed of any run \(their seeds: \[0, 1, 2, 3, 4"),
     ],
 )  # fmt: skip
 def test_reference_typos_name_the_key_and_the_choices(config, edit, message):

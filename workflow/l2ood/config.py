@@ -184,9 +184,10 @@ def check(config: dict) -> None:
                 errors.append(f"datasets.{name}.{key}: unknown data set {spec[key]!r}")
         if spec["kind"] in ("gaussian", "scrambled", "resize") and not ({"like", "of"} & set(spec)):
             errors.append(f"datasets.{name}: kind {spec['kind']!r} needs 'of' (or 'like' for gaussian)")
-    only = config.get("only_seeds")
-    if only is not None and not any(s in only for r in runs for s in run_seeds(config, r)):
-        errors.append(f"only_seeds: {only} is no seed of any run")  # a run left without one fails where it is needed
+    known = {s for r in runs for s in run_seeds(config, r)}
+    for s in config.get("only_seeds") or []:  # a run left without a seed fails where a target needs it
+        if s not in known:
+            errors.append(f"only_seeds: {s} is no seed of any run (their seeds: {sorted(known)})")
     for name, run in runs.items():
         if run["dataset"] not in ds:
             errors.append(f"runs.{name}.dataset: unknown data set {run['dataset']!r}")
