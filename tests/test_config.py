@@ -2,12 +2,11 @@
 
 import copy
 import re
-import subprocess
 import time
 import pytest
 import yaml
 from conftest import ROOT
-from workflow_files import job_stats
+from workflow_files import dry_run as planned_jobs
 
 from l2ood import config as C
 from l2ood import plan
@@ -138,11 +137,10 @@ def test_paper_plan_counts(config):
 
 
 def dry_run(*targets):
-    proc = subprocess.run(["snakemake", "-n", *targets], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = planned_jobs(*targets)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    jobs = job_stats(proc.stdout)
     runs = set(re.findall(r"results/runs/([^/]+)/seed\d+/model\.pt", proc.stdout))
-    return jobs, runs
+    return proc.jobs, runs
 
 
 def test_one_table_plans_only_its_runs(config):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from conftest import ROOT
-from workflow_files import job_stats
+from workflow_files import dry_run
 
 README = ROOT / "README.md"
 
@@ -63,11 +63,6 @@ def snakemake_argv(cmd: str) -> list[str]:
     return out
 
 
-def dry_run(*args, timeout=300):
-    proc = subprocess.run(["snakemake", "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    return proc, proc.stdout + proc.stderr
-
-
 #: what the README's placeholders stand for here
 PLACEHOLDERS = {"<run>": "cifar10-resnet18-l2-sgd60", "<seed>": "3"}
 
@@ -106,22 +101,22 @@ def test_the_readme_snakemake_commands_plan(tmp_path):
     plain = [snakemake_argv(c) for c in cmds if not re.search(r"--workflow-profile|--config|results/runs/", c)]
     targets = [a for argv in plain for a in (argv or ["all"])]  # no target: the default one (rule all)
     assert all(not t.startswith("-") for t in targets), targets  # an option this test does not know
-    proc, text = dry_run(*dict.fromkeys(targets))
-    assert proc.returncode == 0, text[-3000:]
+    proc = dry_run(*dict.fromkeys(targets))
+    assert proc.returncode == 0, proc.text[-3000:]
     runs = {"paper_data", "paper", "results/paper/tables/table8.md", "results/paper/tables/table4.md"}
     assert runs <= set(targets), targets
-    proc, text = dry_run("results/paper/tables/table8.md")
-    assert proc.returncode == 0 and job_stats(proc.stdout)["train"] == 30, text[-3000:]
+    proc = dry_run("results/paper/tables/table8.md")
+    assert proc.returncode == 0 and proc.jobs["train"] == 30, proc.text[-3000:]
     for c in cmds:
         if re.search(r"--workflow-profile|--config", c):
-            proc, text = dry_run(*snakemake_argv(c))
-            assert proc.returncode == 0, (c, text[-3000:])
-            assert job_stats(proc.stdout)["train"] >= 22, (c, text[-2000:])  # 22 runs: at least one seed each
+            proc = dry_run(*snakemake_argv(c))
+            assert proc.returncode == 0, (c, proc.text[-3000:])
+            assert proc.jobs["train"] >= 22, (c, proc.text[-2000:])  # 22 runs: at least one seed each
     one = [c for c in cmds if "results/runs/" in c]  # one run and seed, placeholders filled in
     assert one, cmds
     for c in one:
-        proc, text = dry_run(*snakemake_argv(c))
-        assert proc.returncode == 0 and job_stats(proc.stdout)["train"] == 1, text[-3000:]
+        proc = dry_run(*snakemake_argv(c))
+        assert proc.returncode == 0 and proc.jobs["train"] == 1, proc.text[-3000:]
 
 
 def test_the_readme_unlock_command_runs():

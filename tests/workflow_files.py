@@ -2,6 +2,7 @@
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from conftest import ROOT
@@ -28,3 +29,11 @@ def job_stats(text: str) -> dict[str, int]:
     if not m:
         return {}
     return {r: int(c) for r, c in (line.split() for line in m.group(1).strip().splitlines())}
+
+
+def dry_run(*args, timeout=300) -> subprocess.CompletedProcess:
+    """``snakemake -n *args`` in the repository: the process, with ``text`` (stdout and stderr) and
+    ``jobs`` (its job stats) added."""
+    proc = subprocess.run(["snakemake", "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    proc.text, proc.jobs = proc.stdout + proc.stderr, job_stats(proc.stdout)
+    return proc

@@ -492,12 +492,17 @@ def resolve_detector_spec(config: dict, spec: dict) -> dict:
 RESOLVERS = {"tables": resolve_table, "figures": resolve_figure}
 
 
+def study_spec(config: dict, study: str) -> dict:
+    """``studies.<study>`` as written, or an error listing the studies."""
+    if study not in config["studies"]:
+        raise ConfigError(f"unknown study {study!r}; known: {sorted(config['studies'])}")
+    return config["studies"][study]
+
+
 def study_item(config: dict, study: str, group: str, name: str) -> dict:
     """Study ``study``'s table or figure ``name`` (``group`` "tables" or "figures"), resolved: the one
     resolution both the rule (its input files, its params digest) and the script (what it renders) use."""
-    if study not in config["studies"]:
-        raise ConfigError(f"unknown study {study!r}; known: {sorted(config['studies'])}")
-    items = config["studies"][study].get(group, {})
+    items = study_spec(config, study).get(group, {})
     if name not in items:
         raise ConfigError(f"study {study!r} has no {group[:-1]} {name!r}; it has {sorted(items)}")
     return RESOLVERS[group](config, items[name])

@@ -55,10 +55,16 @@ def run_spec(name):
     return cfglib.run_spec(config, name)
 
 
+def from_config(function, *args):
+    """An l2ood.config function on this config; its ConfigError as a WorkflowError (the message, no traceback)."""
+    try:
+        return function(config, *args)
+    except cfglib.ConfigError as err:
+        raise WorkflowError(str(err)) from None
+
+
 def study_spec(name):
-    if name not in config["studies"]:
-        raise WorkflowError(f"unknown study {name!r}; known: {sorted(config['studies'])}")
-    return config["studies"][name]
+    return from_config(cfglib.study_spec, name)
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -174,10 +180,7 @@ def study_metrics_inputs(wildcards):
 
 
 def study_item(wildcards, group, name):
-    try:
-        return cfglib.study_item(config, wildcards.study, group, name)
-    except cfglib.ConfigError as err:
-        raise WorkflowError(str(err)) from None
+    return from_config(cfglib.study_item, wildcards.study, group, name)
 
 
 def table_inputs(wildcards):
