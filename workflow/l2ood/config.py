@@ -3,8 +3,9 @@
 The JSON schema checks each key and type (each table and figure kind's keys, detector names and
 hyperparameters); ``check`` checks what a schema cannot: that every run names a known data set and
 recipe, that every study, table and figure names known runs, that OoD sets have the resolution of
-the run's model, that a data set's ``num_classes`` is the number of classes its labels have. ``run_spec`` and ``run_recipe`` give a
-run with its defaults and its recipe with the run's overrides: every reader goes through them.
+the run's model, that a data set's ``num_classes`` is the number of classes its labels have.
+``run_spec`` and ``run_recipe`` give a run with its defaults and its recipe with the run's
+overrides: every reader goes through them.
 ``resolve_run`` gives the one dict the training step needs (saved next to the model); what
 reruns a job is said in the README, "What makes a job run again".
 """
