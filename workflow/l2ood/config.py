@@ -1,15 +1,18 @@
 """The workflow's config, after schema validation: cross-reference checks and resolution.
 
-The JSON schema checks each key and type; ``check`` checks what a schema cannot: that every
-run names a known data set and recipe, that every study, table and figure names known runs,
-that OoD sets have the resolution of the run's model. ``run_spec`` and ``run_recipe`` give a
-run with its defaults and its recipe with the run's overrides: every reader goes through them.
+The JSON schema checks each key and type (each table and figure kind's keys, detector names and
+hyperparameters); ``check`` checks what a schema cannot: that every run names a known data set and
+recipe, that every study, table and figure names known runs, that OoD sets have the resolution of
+the run's model, that a data set's ``num_classes`` is the number of classes its labels have.
+``run_spec`` and ``run_recipe`` give a run with its defaults and its recipe with the run's
+overrides: every reader goes through them.
 ``resolve_run`` gives the one dict the training step needs (saved next to the model); what
 reruns a job is said in the README, "What makes a job run again".
 """
 
 import hashlib
 import json
+import re
 
 from .code import model_signatures, training_code
 from .layout import DETECTOR_METRICS, METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, outputs_file, run_file
@@ -56,12 +59,49 @@ def _load_schema(schema_path) -> dict:
         return yaml.safe_load(f)
 
 
-def _type_errors(err):
-    """``err`` and the errors under it (a ``oneOf``'s alternatives) that are type mismatches."""
-    if err.validator == "type":
+def _text_errors(err):
+    """``err`` and the errors under it (a ``oneOf``'s alternatives): the type and enum mismatches of
+    a text value, which ``_typed`` may read as what the schema asks for."""
+    if err.validator in ("type", "enum") and isinstance(err.instance, str):
         yield err
     for sub in err.context or []:
-        yield from _type_errors(sub)
+        yield from _text_errors(sub)
+
+
+#: a decimal number as people write it (YAML 1.1 reads ``1e-2``, without a dot, as text)
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _readings(text: str) -> list:
+    """What ``text`` may mean: its YAML value, then, for a number, the integer and the float it writes."""
+    import yaml
+
+    out = []
+    try:
+        out.append(yaml.safe_load(text))
+    except yaml.YAMLError:
+        pass
+    if _NUMBER.fullmatch(text.strip()):
+        x = float(text)
+        out += [int(x)] if x.is_integer() else []
+        out.append(x)
+    return out
+
+
+def _same(a, b) -> bool:
+    """``a == b`` and of one type: ``True`` is not 1, ``1`` not 1.0 (as JSON schema sees them)."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool) and isinstance(a, int) == isinstance(b, int)
+
+
+def _typed(err):
+    """The value of the text ``err.instance`` that the failed check (``type`` or ``enum``) accepts, or
+    ``None``: ``'1e-2'`` where a number is wanted is 0.01, ``'true'`` where a boolean is wanted True."""
+    for value in _readings(err.instance):
+        if err.validator == "type" and _fits(value, err.validator_value):
+            return value
+        if err.validator == "enum" and not isinstance(value, str) and any(_same(value, v) for v in err.validator_value):
+            return value
+    return None
 
 
 def _fits(value, types) -> bool:
@@ -71,24 +111,20 @@ def _fits(value, types) -> bool:
 
 
 def coerce_command_line(config: dict, schema_path) -> None:
-    """Turn the text Snakemake's ``--config`` gives inside a list or mapping back into the number or
-    boolean the schema asks for, in place: ``--config only_seeds=[0,1]`` arrives as ``['0', '1']``,
-    ``--config 'runs={r: {seeds: 3}}'`` as ``'3'``. Values of a config file are already typed."""
+    """Read text values as the number or boolean the schema asks for, in place. Snakemake's
+    ``--config`` gives every item of a list or mapping as text (``--config only_seeds=[0,1]`` arrives
+    as ``['0', '1']``, ``'engine={amp: true}'`` as ``{'amp': 'true'}``), and YAML 1.1 reads a
+    config file's ``lr: 1e-2`` as text (it wants ``1.0e-2``): each is read back as what the user wrote.
+    A text the schema asks for stays text (a ``label: "5"``)."""
     import jsonschema
-    import yaml
 
     validator = jsonschema.Draft202012Validator(_load_schema(schema_path))
     for _ in range(8):  # each pass fixes what the schema can see; a value inside a fixed one needs another
         fixed = 0
         for err in validator.iter_errors(config):
-            for e in _type_errors(err):
-                if not isinstance(e.instance, str) or not e.absolute_path:
-                    continue
-                try:
-                    value = yaml.safe_load(e.instance)
-                except yaml.YAMLError:
-                    continue
-                if _fits(value, e.validator_value):
+            for e in _text_errors(err):
+                value = _typed(e)
+                if value is not None and e.absolute_path:
                     *parents, last = e.absolute_path
                     node = config
                     for key in parents:
@@ -108,9 +144,11 @@ def schema_errors(config: dict, schema_path) -> list[str]:
     for err in sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path)):
         where = ".".join(str(p) for p in err.path) or "(top level)"
         if err.validator == "additionalProperties":
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            known = ", ".join(sorted(err.schema.get("properties", {})))
-            out.append(f"{where}: unknown key(s) {extra}; known keys: {known}")
+            known = err.schema.get("properties", {})
+            extra = sorted(set(err.instance) - set(known))
+            # a table or figure kind's schema has a title ("table of kind l2_vs_nol2"): say whose keys these are
+            takes = f"a {err.schema['title']} takes" if "title" in err.schema else "known keys"
+            out.append(f"{where}: unknown key(s) {extra}; {takes}: {', '.join(sorted(known)) or 'none'}")
         elif err.validator == "oneOf" and err.schema.get("description"):
             out.append(f"{where}: {err.instance!r} is not {err.schema['description']}")
         else:
@@ -184,6 +222,9 @@ def check(config: dict) -> None:
                 errors.append(f"datasets.{name}.{key}: unknown data set {spec[key]!r}")
         if spec["kind"] in ("gaussian", "scrambled", "resize") and not ({"like", "of"} & set(spec)):
             errors.append(f"datasets.{name}: kind {spec['kind']!r} needs 'of' (or 'like' for gaussian)")
+        if spec["kind"] == "digits" and "classes" not in spec:
+            errors.append(f"datasets.{name}: kind 'digits' needs 'classes' (the digits it holds, e.g. [0, 1, 2, 3, 4])")
+    errors += class_count_errors(config)
     known = {s for r in runs for s in run_seeds(config, r)}
     for s in config.get("only_seeds") or []:  # a run left without a seed fails where a target needs it
         if s not in known:
@@ -229,6 +270,44 @@ def check(config: dict) -> None:
     errors += detector_errors(config)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def dataset_classes(config: dict, name: str) -> int | None:
+    """How many classes data set ``name``'s labels have (labels 0 .. n-1): a digits set's ``classes``
+    (re-indexed in the order given), a downloaded kind's (``l2ood.sources.NUM_CLASSES``), a resized or
+    scrambled copy's source's; ``None`` for Gaussian noise (no labels) or a broken reference."""
+    from .sources import NUM_CLASSES  # the standard library only
+
+    seen = set()
+    while name in config["datasets"] and name not in seen:
+        seen.add(name)
+        spec = config["datasets"][name]
+        if spec["kind"] == "digits":
+            return len(spec["classes"]) if "classes" in spec else None
+        if spec["kind"] in NUM_CLASSES:
+            return NUM_CLASSES[spec["kind"]]
+        if spec["kind"] not in ("resize", "scrambled") or "of" not in spec:
+            return None
+        name = spec["of"]
+    return None
+
+
+def class_count_errors(config: dict) -> list[str]:
+    """A data set whose ``num_classes`` is not the number of classes its labels have: training would
+    stop at its first step ("Target 3 is out of bounds") or train outputs no image has."""
+    errors = []
+    for name, spec in config["datasets"].items():
+        if "num_classes" not in spec:
+            continue
+        n = dataset_classes(config, name)
+        if n is None and spec["kind"] == "gaussian":
+            errors.append(f"datasets.{name}.num_classes: a gaussian set has no labels (they are -1); train on a labelled set")
+        elif n is not None and n != spec["num_classes"]:
+            kind = spec["kind"]
+            origin = f"classes {spec['classes']}" if kind == "digits" else f"copied from {spec['of']}" if "of" in spec else f"kind {kind}"
+            errors.append(f"datasets.{name}.num_classes: {spec['num_classes']}, but its labels have {n} classes "
+                          f"({origin}); set num_classes: {n}")  # fmt: skip
+    return errors
 
 
 def model_errors(name: str, run: dict) -> list[str]:

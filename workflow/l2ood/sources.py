@@ -95,6 +95,9 @@ FILES = {
 # Resolution of the prepared images unless asked otherwise (GTSRB's vary: they are resized to 32).
 NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "svhn": 32, "gtsrb": 32, "tinyimagenet": 64,
                "mnist": 28, "dtd": 32, "places365": 256}  # fmt: skip  (DTD's vary, 300-640 px: resized to 32)
+# Classes of each kind's labels (0 .. n-1 as l2ood.readers reads them): the config's num_classes is checked against it.
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "gtsrb": 43, "tinyimagenet": 200,
+               "mnist": 10, "dtd": 47, "places365": 365}  # fmt: skip
 
 
 # What can be wrong with a raw file: declared here, beside the files, as download, readers and splits raise them.
