@@ -13,7 +13,10 @@ atomically to ``<out_dir>/checkpoint.pt`` (``l2ood.layout.CHECKPOINT``), a path 
 declare (it deletes a failed job's declared outputs): at the end of an epoch once
 ``checkpoint_minutes`` have passed since the last one, and at SIGTERM (what SLURM sends before it
 preempts or times out a job), then mid-epoch, with the epoch's position (``EpochPosition``). A
-restarted job resumes from it; on CPU the result is bit-identical to an uninterrupted run.
+restarted job resumes from it; on CPU the result is bit-identical to an uninterrupted run. Only
+a checkpoint of the same ``run_identity`` (config, seed, the engine's numeric options, the
+training data's content) is resumed; the checkpoint and ``model.pt`` hold tensors and plain values
+only and are loaded with ``weights_only=True``, and an unreadable checkpoint is moved aside.
 """
 
 import contextlib
