@@ -260,3 +260,15 @@ def test_stale_temporaries_of_dead_writers_are_removed_at_the_next_start(tmp_pat
     finally:
         live.kill()
         live.wait()
+
+
+def test_the_log_says_what_differs():
+    cfg = tiny_cfg()
+    e = T.resolve_engine({"device": "cpu"})
+    saved = T.run_identity(cfg, 0, e, "abc")
+    now = T.run_identity(tiny_cfg(lr=0.2), 1, {**e, "deterministic": True}, "abd")
+    assert T.identity_differences(saved, now) == (
+        "config differs: recipe.lr 0.1, now 0.2; seed differs: 0, now 1; engine differs: deterministic False, now True; "
+        "training data differ (another prepared split: its content digest changed)"
+    )
+    assert "not recorded" in T.identity_differences(None, now)

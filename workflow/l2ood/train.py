@@ -648,7 +648,8 @@ def load_checkpoint(path: Path, run: Run) -> dict | None:
 
 
 def identity_differences(saved: dict | None, now: dict) -> str:
-    """How a checkpoint's ``run_identity`` differs from this run's, in words."""
+    """How a checkpoint's ``run_identity`` differs from this run's, in words:
+    ``engine differs: amp False, now True``."""
     if not isinstance(saved, dict):
         return "run identity is not recorded (written by an older version of this package)"
     out = []
@@ -658,12 +659,17 @@ def identity_differences(saved: dict | None, now: dict) -> str:
             continue
         if key == "data":
             out.append("training data differ (another prepared split: its content digest changed)")
-        elif isinstance(old, dict) and isinstance(new, dict):
-            keys = sorted((k for k in set(old) | set(new) if old.get(k) != new.get(k)), key=str)
-            out.append(f"{what} differs: " + ", ".join(f"{k} {old.get(k)!r}, now {new.get(k)!r}" for k in keys))
         else:
-            out.append(f"{what} differs: {old!r}, now {new!r}")
+            out.append(f"{what} differs: " + ", ".join(_changed(old, new, "")))
     return "; ".join(out) or "digest differs"
+
+
+def _changed(old, new, where: str) -> list[str]:
+    """``["recipe.lr 0.1, now 0.2", ...]``: the values that differ between two nested dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new), key=str)
+        return [c for k in keys for c in _changed(old.get(k), new.get(k), f"{where}.{k}" if where else str(k))]
+    return [] if old == new else [f"{where} {old!r}, now {new!r}".lstrip()]
 
 
 def save_checkpoint(path: Path, run: Run, progress: dict) -> None:
