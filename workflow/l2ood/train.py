@@ -623,7 +623,9 @@ def load_checkpoint(path: Path, run: Run) -> dict | None:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         digest = ckpt["digest"]
-    except Exception as err:  # whatever is wrong with the file, training starts afresh
+    except MemoryError:  # the machine's trouble, not the file's
+        raise
+    except Exception as err:  # whatever is wrong with the file, training starts afresh (it is kept)
         aside = path.with_name(path.name + UNREADABLE)
         os.replace(path, aside)
         log.warning("cannot resume from %s: %s; moved it to %s, training starts from epoch 1",
