@@ -432,3 +432,21 @@ def test_compiled_step_sees_full_batches_only_and_shares_its_cache(tmp_path, mon
     T.fit(tiny_cfg(epochs=1), images, labels, tmp_path / "b", seed=0)
     a, b = (torch.load(tmp_path / k / "model.pt", weights_only=True)["state_dict"] for k in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_feature_extraction_sets_torchs_thread_count_as_inference_does(tmp_path):
+    """The features job ran with torch's default thread count (every core): _common.setup set the
+    config's count for train and infer only, and CPU float reductions depend on it."""
+    code = f"""
+import sys, types
+sys.path.insert(0, {str(ROOT / "workflow/scripts")!r})
+from _common import setup
+sm = types.SimpleNamespace(scriptdir={str(ROOT / "workflow/scripts")!r}, log=[], rule="features",
+                           config={{"threads": {{"infer": 1}}}}, threads=1)
+setup(sm)
+import torch
+print(torch.get_num_threads())
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "3"}  # torch's default otherwise
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["1"]
