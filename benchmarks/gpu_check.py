@@ -428,7 +428,7 @@ def task_train(spec: dict) -> dict:
 def weights(out_dir) -> dict:
     import torch
 
-    return torch.load(Path(out_dir) / "model.pt", map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(Path(out_dir) / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
 
 
 def max_abs_diff(a: dict, b: dict) -> float:
@@ -460,7 +460,7 @@ def task_resume(spec: dict, workdir: Path) -> dict:
             f"checkpoint per epoch (engine {spec['train']['engine']}), or the epochs are too short to catch"
         )
     try:  # for the report only: the checkpoint's layout is the engine's business
-        killed_at = int(torch.load(ckpt, map_location="cpu", weights_only=False)["state"]["epoch"])
+        killed_at = int(torch.load(ckpt, map_location="cpu", weights_only=True)["state"]["epoch"])
     except (OSError, KeyError, TypeError, RuntimeError):
         killed_at = None
     restart_start = time.time()

@@ -220,7 +220,7 @@ def test_a_model_does_not_depend_on_the_jobs_thread_count(config, tmp_path):
         for threads in (1, 2):
             torch.set_num_threads(threads)  # what _common.setup did with the job's threads
             fit(cfg, x, y, tmp_path / f"t{threads}", seed=0)
-            states.append(torch.load(tmp_path / f"t{threads}/model.pt", weights_only=False))
+            states.append(torch.load(tmp_path / f"t{threads}/model.pt", weights_only=True))
     finally:
         torch.set_num_threads(saved)
     assert all(torch.equal(states[0]["state_dict"][k], states[1]["state_dict"][k]) for k in states[0]["state_dict"])
@@ -478,7 +478,7 @@ def test_models_do_not_depend_on_cores(tmp_path):
     models = []
     for cores in ("1", "2"):
         snakemake(work, MODEL, "--cores", cores, "--forcerun", "train", *TINY, "two.yaml")
-        models.append(torch.load(work / MODEL, weights_only=False))
+        models.append(torch.load(work / MODEL, weights_only=True))
     assert models[0]["config"]["threads"] == 2
     sd = [m["state_dict"] for m in models]
     assert all(torch.equal(sd[0][k], sd[1][k]) for k in sd[0])

@@ -82,7 +82,7 @@ def test_same_seed_same_weights(tmp_path):
     T.fit(tiny_cfg(), images, labels, tmp_path / "a", seed=3)
     T.fit(tiny_cfg(), images, labels, tmp_path / "b", seed=3)
     T.fit(tiny_cfg(), images, labels, tmp_path / "c", seed=4)
-    a, b, c = (torch.load(tmp_path / k / "model.pt")["state_dict"] for k in "abc")
+    a, b, c = (torch.load(tmp_path / k / "model.pt", weights_only=True)["state_dict"] for k in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -130,6 +130,29 @@ def test_probes_and_inference_see_the_same_features(tmp_path):
         idx, last_norms = z["indices"], z["norms"][-1]
     out = T.infer(tmp_path / "model.pt", images[idx], labels[idx])
     np.testing.assert_array_equal(out["feature_norm"], last_norms)
+
+
+@pytest.mark.parametrize("fn", ["infer_sets", "infer_features"])
+def test_inference_runs_under_the_engines_backend_flags(tmp_path, monkeypatch, fn):
+    """Issue 20 item 5: `engine: {tf32: false}` and `deterministic: true` reached training only;
+    inference and feature extraction ran with torch's defaults. Observed inside the forward pass
+    (the deterministic switch is set on any device) and at the flags' setter (tf32, a CUDA flag)."""
+    images, labels = tiny_data()
+    T.fit(tiny_cfg(epochs=1), images, labels, tmp_path, seed=0)
+    flags, backend_flags = [], T.backend_flags
+    monkeypatch.setattr(T, "backend_flags", lambda *a: (flags.append(a), backend_flags(*a))[1])
+    seen, load = [], T.load_model
+
+    def observed(*args, **kwargs):
+        model, cfg = load(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, inp: seen.append(torch.are_deterministic_algorithms_enabled()))
+        return model, cfg
+
+    monkeypatch.setattr(T, "load_model", observed)
+    engine = {"device": "cpu", "deterministic": True, "tf32": True}
+    getattr(T, fn)(tmp_path / "model.pt", {"x": (images, labels)}, engine=engine)
+    assert seen and all(seen) and not torch.are_deterministic_algorithms_enabled()
+    assert flags and all(a == (True, torch.device("cpu"), True) for a in flags)
 
 
 @pytest.mark.parametrize("optimizer, key", [("sgd", "momentum"), ("sgd", "nesterov"), ("sgd", "weight_decay"),
@@ -199,7 +222,7 @@ def test_killed_run_resumes_bit_identical(tmp_path, sig):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if sig == signal.SIGKILL:
-            ready = ckpt.exists() and torch.load(ckpt, weights_only=False)["state"]["epoch"] >= 2
+            ready = ckpt.exists() and torch.load(ckpt, weights_only=True)["state"]["epoch"] >= 2
         else:
             ready = "epoch 2/8" in log.read_text()
         if ready:
@@ -209,11 +232,11 @@ def test_killed_run_resumes_bit_identical(tmp_path, sig):
     proc.wait(timeout=60)
     assert proc.returncode != 0, "the run finished before it could be killed"
     assert not (cut / "model.pt").exists()
-    killed_at = torch.load(ckpt, weights_only=False)["state"]["epoch"]
+    killed_at = torch.load(ckpt, weights_only=True)["state"]["epoch"]
     assert 2 <= killed_at < 8
 
     subprocess.run([sys.executable, script, cut, engine], check=True, env=env, timeout=300, capture_output=True)
-    a, b = torch.load(ref / "model.pt")["state_dict"], torch.load(cut / "model.pt")["state_dict"]
+    a, b = torch.load(ref / "model.pt", weights_only=True)["state_dict"], torch.load(cut / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
     ha, hb = pd.read_csv(ref / "history.csv"), pd.read_csv(cut / "history.csv")
     pd.testing.assert_frame_equal(ha[["epoch", "loss", "accuracy", "lr"]], hb[["epoch", "loss", "accuracy", "lr"]])
@@ -239,7 +262,7 @@ def test_cct_recipe_path_trains_and_is_deterministic(tmp_path):
     T.fit(cct_style_cfg(), images, labels, tmp_path / "b", seed=1)
     assert [r["lr"] for r in h1] == pytest.approx([1e-5, 1e-5 + 0.5 * (5.5e-4 - 1e-5) * (1 + math.cos(math.pi / 2))])
     assert all(np.isfinite(r["loss"]) for r in h1)
-    a, b = (torch.load(tmp_path / k / "model.pt")["state_dict"] for k in "ab")
+    a, b = (torch.load(tmp_path / k / "model.pt", weights_only=True)["state_dict"] for k in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -315,11 +338,11 @@ def test_sigterm_mid_epoch_writes_a_checkpoint_that_resumes_bit_identically(tmp_
     finally:
         signal.signal(signal.SIGTERM, previous)
     monkeypatch.undo()
-    state = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)["state"]
+    state = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)["state"]
     assert state["epoch"] == 1 and state["position"]["step"] == 2 and not (tmp_path / "cut/model.pt").exists()
 
     T.fit(tiny_cfg(epochs=3), images, labels, tmp_path / "cut", seed=2, engine=engine)
-    a, b = (torch.load(tmp_path / k / "model.pt")["state_dict"] for k in ("ref", "cut"))
+    a, b = (torch.load(tmp_path / k / "model.pt", weights_only=True)["state_dict"] for k in ("ref", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     cols = ["epoch", "loss", "accuracy", "lr"]
     ha, hb = (pd.read_csv(tmp_path / k / "history.csv")[cols] for k in ("ref", "cut"))
@@ -407,5 +430,23 @@ def test_compiled_step_sees_full_batches_only_and_shares_its_cache(tmp_path, mon
     assert compiled == [{"mode": "max-autotune", "dynamic": False}] and batches == [32, 32, 32]
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str((tmp_path / "cache").resolve())
     T.fit(tiny_cfg(epochs=1), images, labels, tmp_path / "b", seed=0)
-    a, b = (torch.load(tmp_path / k / "model.pt")["state_dict"] for k in "ab")
+    a, b = (torch.load(tmp_path / k / "model.pt", weights_only=True)["state_dict"] for k in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_feature_extraction_sets_torchs_thread_count_as_inference_does(tmp_path):
+    """The features job ran with torch's default thread count (every core): _common.setup set the
+    config's count for train and infer only, and CPU float reductions depend on it."""
+    code = f"""
+import sys, types
+sys.path.insert(0, {str(ROOT / "workflow/scripts")!r})
+from _common import setup
+sm = types.SimpleNamespace(scriptdir={str(ROOT / "workflow/scripts")!r}, log=[], rule="features",
+                           config={{"threads": {{"infer": 1}}}}, threads=1)
+setup(sm)
+import torch
+print(torch.get_num_threads())
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "3"}  # torch's default otherwise
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["1"]

@@ -184,7 +184,7 @@ def test_nothing_to_do_after_a_complete_run(demo):
 
 def test_partial_rebuild_after_one_output_changes(demo):
     model = demo / "results/runs/demo-smallcnn-l2/seed1/model.pt"
-    ckpt = torch.load(model, weights_only=False)
+    ckpt = torch.load(model, weights_only=True)
     ckpt["state_dict"]["fc.bias"] += 1.0  # a changed training output: content, not only mtime
     torch.save(ckpt, model)
     proc = snakemake(demo, "-n", *TINY)

@@ -6,15 +6,19 @@ Inference writes them (``l2ood.train.infer_sets``); evaluation and the figures r
 ("l2" or "nol2").
 """
 
-import numpy as np
+from pathlib import Path
+
+from .fileio import load_npz, save_npz
 
 
 def save_outputs(path, out: dict) -> None:
-    """Write one test set's outputs (the dict ``infer_sets`` gives per set) to ``path``."""
-    np.savez(path, **out)
+    """Write one test set's outputs (the dict ``infer_sets`` gives per set) to ``path``, atomically."""
+    save_npz(path, **out)
 
 
 def load_outputs(path) -> dict:
-    """The arrays of an outputs file, read into memory: ``{name: array}``."""
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    """The arrays of an outputs file, read into memory: ``{name: array}``. A damaged file raises
+    ``l2ood.fileio.DamagedFileError`` naming it and the fix: its run's inference writes it again."""
+    folder = Path(path).parent
+    fix = f"Delete the folder {folder} and run snakemake again: the infer rule writes it again"
+    return load_npz(path, fix)

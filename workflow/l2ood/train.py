@@ -13,7 +13,10 @@ atomically to ``<out_dir>/checkpoint.pt`` (``l2ood.layout.CHECKPOINT``), a path 
 declare (it deletes a failed job's declared outputs): at the end of an epoch once
 ``checkpoint_minutes`` have passed since the last one, and at SIGTERM (what SLURM sends before it
 preempts or times out a job), then mid-epoch, with the epoch's position (``EpochPosition``). A
-restarted job resumes from it; on CPU the result is bit-identical to an uninterrupted run.
+restarted job resumes from it; on CPU the result is bit-identical to an uninterrupted run. Only
+a checkpoint of the same ``run_identity`` (config, seed, the engine's numeric options, the
+training data's content) is resumed; the checkpoint and ``model.pt`` hold tensors and plain values
+only and are loaded with ``weights_only=True``, and an unreadable checkpoint is moved aside.
 """
 
 import contextlib
@@ -34,7 +37,8 @@ import torch
 
 from . import augment as aug
 from .collapse import collapse_measures
-from .fileio import atomic_path
+from .config import NUMERIC_ENGINE_OPTIONS
+from .fileio import atomic_path, load_error, reading, remove_stale_temporaries, save_npz
 from .layout import CHECKPOINT, TRAIN_OUTPUTS
 from .losses import build_loss
 from .mix import mix
@@ -215,17 +219,47 @@ def optimizer_kernels(device_type: str) -> dict:
     return {"fused": True} if device_type == "cuda" else {}
 
 
-def config_digest(cfg: dict, seed: int) -> str:
-    return hashlib.sha256(json.dumps([cfg, seed], sort_keys=True, default=str).encode()).hexdigest()[:16]
+def run_identity(cfg: dict, seed: int, engine: dict | None = None, data: str | None = None) -> dict:
+    """Everything a run's model depends on: the checkpoint stores it, and one of another identity is
+    not resumed. ``cfg`` (``l2ood.config.resolve_run``'s, with the thread count and
+    ``TRAINING_CODE_VERSION``), the seed, the engine's numeric options (``NUMERIC_ENGINE_OPTIONS``
+    of a resolved engine) and ``data``, the content digest of the training split (``data_digest``).
+    Plain values only, so that ``torch.load(weights_only=True)`` reads it."""
+    numerics = None if engine is None else {k: engine[k] for k in NUMERIC_ENGINE_OPTIONS}
+    return {"config": cfg, "seed": seed, "engine": numerics, "data": data}
+
+
+def config_digest(cfg: dict, seed: int, engine: dict | None = None, data: str | None = None) -> str:
+    """The digest of ``run_identity``."""
+    return identity_digest(run_identity(cfg, seed, engine, data))
+
+
+def identity_digest(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """The content digest of a training split (its arrays as the job read them from the prepared file):
+    a split prepared again with another seed or test fraction has another one."""
+    h = hashlib.sha256()
+    for a in (images, labels):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str} {a.shape};".encode())
+        h.update(a.reshape(-1).view(np.uint8))
+    return h.hexdigest()[:16]
 
 
 def rng_states(gen: torch.Generator) -> dict:
+    """Every RNG state of a run, as tensors and plain values (``torch.load(weights_only=True)`` reads
+    no numpy array: numpy's state is stored as a dict with its key as an int64 tensor)."""
+    name, key, pos, has_gauss, cached = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
+        "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "data": gen.get_state(),
-    }
+    }  # fmt: skip
 
 
 def set_rng_states(states: dict, gen: torch.Generator) -> None:
@@ -233,14 +267,18 @@ def set_rng_states(states: dict, gen: torch.Generator) -> None:
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-    np.random.set_state(states["numpy"])
+    n = states["numpy"]
+    np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     gen.set_state(states["data"])
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` through a temporary file: a kill mid-write leaves the previous file intact."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` through a temporary file: a kill mid-write leaves the previous file intact.
+
+    Through a file object: a full disk then raises Python's error, which ``atomic_path`` names the
+    path in (``torch.save`` to a path says "unexpected pos 6144 vs 6040")."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def probe_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -334,7 +372,9 @@ def fit(cfg: dict, images: np.ndarray, labels: np.ndarray, out_dir, seed: int, e
     out_dir.mkdir(parents=True, exist_ok=True)
     if "threads" in cfg:  # the config's, not the job's (--cores): CPU float reductions depend on it
         torch.set_num_threads(cfg["threads"])
-    with backend_flags(e["deterministic"], device, e["tf32"]), interrupt_on_sigterm() as stop:
+    for tmp in remove_stale_temporaries(out_dir):  # of a writer killed mid-write (kill -9)
+        log.warning("removed %s, left by a process killed while writing it", tmp)
+    with engine_flags(e), interrupt_on_sigterm() as stop:
         return _fit(cfg, images, labels, out_dir, seed, e, device, stop)
 
 
@@ -356,6 +396,12 @@ def interrupt_on_sigterm():
         yield stop
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def engine_flags(e: dict):
+    """``backend_flags`` of a resolved engine: training, its probes, inference and feature extraction
+    all run inside it, so that a model's features are computed alike wherever they are."""
+    return backend_flags(e["deterministic"], torch.device(e["device"]), e["tf32"])
 
 
 @contextlib.contextmanager
@@ -492,7 +538,8 @@ class Run:
     probe_idx: np.ndarray  # (P,) indices of the probe images in the training set
     probe_images: torch.Tensor  # uint8 (P, 3, H, W) on the device
     probe_labels: np.ndarray  # (P,)
-    digest: str  # of config and seed: a checkpoint of another run is not resumed
+    identity: dict  # run_identity: a checkpoint of another is not resumed
+    digest: str  # config_digest of the identity
 
 
 class EpochPosition(dict):
@@ -514,6 +561,7 @@ def setup(cfg: dict, images: np.ndarray, labels: np.ndarray, seed: int, e: dict,
     x_all = to_device_images(images, device, fmt)
     mean, std = norm_tensors(cfg, device)
     probe_idx = probe_indices(labels, int(cfg["probe_size"]), seed)
+    identity = run_identity(cfg, seed, e, data_digest(images, labels))
     return Run(
         cfg=cfg,
         recipe=recipe,
@@ -535,7 +583,8 @@ def setup(cfg: dict, images: np.ndarray, labels: np.ndarray, seed: int, e: dict,
         probe_idx=probe_idx,
         probe_images=take(x_all, torch.from_numpy(probe_idx).to(device)),
         probe_labels=labels[probe_idx],
-        digest=config_digest(cfg, seed),
+        identity=identity,
+        digest=identity_digest(identity),
     )
 
 
@@ -551,23 +600,47 @@ def new_progress() -> dict:
     return {"epoch": 0, "history": [], "collapse": [], "norms": [], "sq_change": []}
 
 
+#: what an unreadable checkpoint is renamed to (``CHECKPOINT`` + this): kept for a look, never read
+UNREADABLE = ".unreadable"
+
+
 def load_checkpoint(path: Path, run: Run) -> dict | None:
     """Resume from ``path``: load model, optimizer and RNG states into ``run`` and return the
-    saved progress; None if there is no checkpoint or it belongs to another config or seed."""
+    saved progress; None if there is no checkpoint, or it belongs to another run identity
+    (``run_identity``: config, seed, engine numerics, training data), or it cannot be read.
+
+    Each None but the first is said in the log. A checkpoint of another identity is left for this
+    run's first checkpoint to replace; an unreadable one (cut short, written by an older version
+    of this package, or a pickle that would run code: it is loaded with ``weights_only=True``) is
+    renamed to ``<path>.unreadable``, so that no retry meets it again.
+    """
     if not path.exists():
         return None
     # To the CPU, whatever the device: the RNG setters take CPU ByteTensors only (a CUDA run
     # mapping the file to its GPU crashed at every resume). The model copies its weights to its
     # device; the optimizer moves its state next to each parameter, except the step counters of
     # a non-fused AdamW, which PyTorch keeps on the CPU.
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if ckpt["digest"] != run.digest:
-        log.warning("ignoring %s: it belongs to another config or seed", path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        digest = ckpt["digest"]
+    except MemoryError:  # the machine's trouble, not the file's
+        raise
+    except Exception as err:  # whatever is wrong with the file, training starts afresh (it is kept)
+        aside = path.with_name(path.name + UNREADABLE)
+        os.replace(path, aside)
+        log.warning("cannot resume from %s: %s; moved it to %s, training starts from epoch 1",
+                    path, load_error(err), aside.name)  # fmt: skip
+        return None
+    if digest != run.digest:
+        log.warning("not resuming %s: its %s; training starts from epoch 1 (its first checkpoint replaces it)",
+                    path, identity_differences(ckpt.get("identity"), run.identity))  # fmt: skip
         return None
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_states(ckpt["rng"], run.gen)
     progress = ckpt["state"]
+    for key in ("norms", "sq_change"):  # stored as tensors (weights_only), kept as numpy arrays
+        progress[key] = [t.numpy() for t in progress[key]]
     where = f"epoch {progress['epoch']}"
     if "position" in progress:
         where += f", step {progress['position']['step']} of epoch {progress['epoch'] + 1}"
@@ -576,11 +649,38 @@ def load_checkpoint(path: Path, run: Run) -> dict | None:
     return progress
 
 
+def identity_differences(saved: dict | None, now: dict) -> str:
+    """How a checkpoint's ``run_identity`` differs from this run's, in words:
+    ``engine differs: amp False, now True``."""
+    if not isinstance(saved, dict):
+        return "run identity is not recorded (written by an older version of this package)"
+    out = []
+    for key, what in (("config", "config"), ("seed", "seed"), ("engine", "engine"), ("data", "training data")):
+        old, new = saved.get(key), now[key]
+        if old == new:
+            continue
+        if key == "data":
+            out.append("training data differ (another prepared split: its content digest changed)")
+        else:
+            out.append(f"{what} differs: " + ", ".join(_changed(old, new, "")))
+    return "; ".join(out) or "digest differs"
+
+
+def _changed(old, new, where: str) -> list[str]:
+    """``["recipe.lr 0.1, now 0.2", ...]``: the values that differ between two nested dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new), key=str)
+        return [c for k in keys for c in _changed(old.get(k), new.get(k), f"{where}.{k}" if where else str(k))]
+    return [] if old == new else [f"{where} {old!r}, now {new!r}".lstrip()]
+
+
 def save_checkpoint(path: Path, run: Run, progress: dict) -> None:
-    """Everything ``load_checkpoint`` needs to continue bit-identically, written atomically."""
+    """Everything ``load_checkpoint`` needs to continue bit-identically, written atomically, in
+    tensors and plain values only (``torch.load(weights_only=True)`` reads nothing else)."""
+    state = {**progress, **{k: [torch.from_numpy(a) for a in progress[k]] for k in ("norms", "sq_change")}}
     atomic_torch_save(
-        {"digest": run.digest, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-         "rng": rng_states(run.gen), "state": progress},
+        {"digest": run.digest, "identity": run.identity, "model": run.model.state_dict(),
+         "optimizer": run.optimizer.state_dict(), "rng": rng_states(run.gen), "state": state},
         path,
     )  # fmt: skip
 
@@ -690,13 +790,15 @@ def write_run(out_dir: Path, model, cfg: dict, seed: int, progress: dict, probe_
     import pandas as pd
 
     out = {role: Path(out_dir) / name for role, name in TRAIN_OUTPUTS.items()}
-    pd.DataFrame(progress["history"]).to_csv(out["history"], index=False)
+    with atomic_path(out["history"]) as tmp:  # atomic_path: a full disk is named
+        pd.DataFrame(progress["history"]).to_csv(tmp, index=False)
     coll = pd.DataFrame(progress["collapse"])
     norms = np.stack(progress["norms"])
     coll["norm_mean"] = norms.mean(axis=1)
     coll["norm_cv"] = norms.std(axis=1) / norms.mean(axis=1)
-    coll.to_csv(out["collapse"], index=False)
-    np.savez(
+    with atomic_path(out["collapse"]) as tmp:
+        coll.to_csv(tmp, index=False)
+    save_npz(
         out["probes"],
         indices=probe_idx,
         labels=probe_labels,
@@ -711,11 +813,15 @@ def write_run(out_dir: Path, model, cfg: dict, seed: int, progress: dict, probe_
 
 
 def load_model(path, device="cpu"):
-    """(model in eval mode, config) from a ``model.pt`` written by ``fit``."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    cfg = ckpt["config"]
-    model = build_model(cfg["model"], cfg["num_classes"], cfg["head"], cfg["image_size"], **cfg["model_kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
+    """(model in eval mode, config) from a ``model.pt`` written by ``fit``, loaded with
+    ``weights_only=True`` (a pickle that would run code is refused). A file that cannot be read,
+    or that does not fit its own config, raises ``l2ood.fileio.DamagedFileError`` naming it and the fix."""
+    fix = "Delete it and run snakemake again: the train rule trains that run and seed again"
+    with reading(path, fix):
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        cfg = ckpt["config"]
+        model = build_model(cfg["model"], cfg["num_classes"], cfg["head"], cfg["image_size"], **cfg["model_kwargs"])
+        model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), cfg
 
 
@@ -749,9 +855,10 @@ def infer_sets(model_path, sets: dict, engine: dict | None = None) -> dict:
     for name, (images, labels) in sets.items():
         _check_image_size(name, images, cfg)
         logits, norms = [], []
-        for lo, z in batched_forward(model, images, mean, std, e["infer_batch_size"], fmt):
-            logits.append(lo.cpu())
-            norms.append(z.norm(dim=1).cpu())
+        with engine_flags(e):
+            for lo, z in batched_forward(model, images, mean, std, e["infer_batch_size"], fmt):
+                logits.append(lo.cpu())
+                norms.append(z.norm(dim=1).cpu())
         results[name] = {
             "feature_norm": torch.cat(norms).numpy(),
             "logits": torch.cat(logits).numpy(),
@@ -781,7 +888,8 @@ def infer_features(model_path, sets: dict, engine: dict | None = None) -> tuple[
     results = {}
     for name, (images, labels) in sets.items():
         _check_image_size(name, images, cfg)
-        z = torch.cat([z.cpu() for _, z in batched_forward(model, images, mean, std, e["infer_batch_size"], fmt)])
+        with engine_flags(e):
+            z = torch.cat([z.cpu() for _, z in batched_forward(model, images, mean, std, e["infer_batch_size"], fmt)])
         half = z.half()
         if not torch.isfinite(half).all():
             raise ValueError(f"{name}: features exceed float16's range (max |z| = {z.abs().max():.4g} > 65504)")

@@ -22,7 +22,7 @@ def setup(snakemake) -> logging.Logger:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", handlers=handlers, force=True)
     log = logging.getLogger(f"l2ood.{snakemake.rule}")
     log_uncaught(log)
-    if "torch" in sys.modules or snakemake.rule in ("train", "infer"):
+    if "torch" in sys.modules or snakemake.rule in ("train", "infer", "features"):
         import torch
 
         # the float reductions on a CPU depend on the thread count: the config fixes it, and

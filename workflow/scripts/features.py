@@ -1,12 +1,12 @@
 from pathlib import Path
 
-import numpy as np
 from _common import claim_gpu, setup
 
 log = setup(snakemake)
 claim_gpu(snakemake)  # first: before torch starts CUDA
 
 from l2ood.data import load_split  # noqa: E402
+from l2ood.fileio import save_npz  # noqa: E402
 from l2ood.layout import FEATURES_HEAD, features_file  # noqa: E402
 from l2ood.train import infer_features  # noqa: E402
 
@@ -15,6 +15,6 @@ out_dir.mkdir(parents=True, exist_ok=True)
 sets = {(d, s): load_split(path) for (d, s), path in zip(snakemake.params.sets, snakemake.input.images)}
 features, head = infer_features(snakemake.input.model, sets, engine=snakemake.config["engine"])
 for (dataset, split), out in features.items():
-    np.savez(out_dir.parent / features_file(dataset, split), **out)
+    save_npz(out_dir.parent / features_file(dataset, split), **out)
     log.info("%s/%s: %d x %d float16 features", dataset, split, *out["features"].shape)
-np.savez(out_dir / FEATURES_HEAD, **head)
+save_npz(out_dir / FEATURES_HEAD, **head)
