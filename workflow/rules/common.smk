@@ -203,12 +203,22 @@ def figure_digest(wildcards):
 
 
 def study_data(study):
-    """Every prepared split the study's runs read: `snakemake <study>_data` fetches and prepares them
-    (on a cluster's login node, where the internet is) and nothing else."""
+    """Every prepared split a job of the study reads: `snakemake <study>_data` fetches and prepares
+    them (on a cluster's login node, where the internet is) and nothing else. Training and inference
+    read each run's own sets; the features job of a run a detector table or figure of the study
+    names also reads the sets its detectors see (features_sets: the OpenOOD view's MNIST, ...)."""
+    detector_runs = {
+        run
+        for group in ("tables", "figures")
+        for item in study_spec(study).get(group, {}).values()
+        if cfglib.reads_detectors(group, item)
+        for run in cfglib.spec_runs(item)
+    }
     files = []
     for run in cfglib.study_runs(config, study):
         spec = run_spec(run)
-        files += [prepared(spec["dataset"], "train")] + [prepared(d, "test") for d in [spec["dataset"], *spec["ood"]]]
+        sets = [spec["dataset"], *spec["ood"], *(cfglib.detector_ood(config, run) if run in detector_runs else [])]
+        files += [prepared(spec["dataset"], "train")] + [prepared(d, "test") for d in sets]
     return list(dict.fromkeys(files))
 
 
