@@ -108,7 +108,7 @@ def scramble_pixels(images: np.ndarray, seed: int) -> np.ndarray:
 def prepare_raw(kind: str, paths, split: str, out_path, size: int | None = None, md5: dict | None = None) -> None:
     """Read ``split`` ("train" or "test") of ``kind`` from its raw files into ``out_path`` (.npz).
 
-    ``paths``: the raw files the prepare rule declared as its inputs (``l2ood.sources.raw_files``);
+    ``paths``: the raw files, where the download step put them (``l2ood.sources.raw_files``);
     the split's own files (``sources.split_files``) are picked out of them by name. Checks each
     of those files' MD5 first (``md5``: config ``download.md5``'s overrides), then streams:
     images (uint8 N x size x size x 3, RGB) and labels (int64). ``size`` defaults to the native
@@ -127,7 +127,10 @@ def prepare_raw(kind: str, paths, split: str, out_path, size: int | None = None,
     for name in needed:
         path = given[name]
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run the download step (`snakemake {path}`) first")
+            verified = path.parent / sources.VERIFIED
+            raise FileNotFoundError(
+                f"{path} is missing: run the download step again (`snakemake --force {verified}`), or put the file there"
+            )
         check_md5(path, published[name][1])
     n, samples = readers.read(kind, split, {name: given[name] for name in needed})
     size = size or sources.NATIVE_SIZE[kind]

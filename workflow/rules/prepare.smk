@@ -1,4 +1,5 @@
-# prepare: raw files (or nothing, for generated sets) -> resources/prepared/{dataset}/{split}.npz
+# prepare: raw files (the download's MD5SUMS record; the archives beside it) or other prepared
+# splits (resized, Gaussian, scrambled sets) or nothing (digits) -> resources/prepared/{dataset}/{split}.npz
 
 
 rule prepare:
