@@ -450,7 +450,7 @@ def test_a_studys_data_target_prepares_what_it_reads(tmp_path):
     # every split a job of the whole study reads (issue 19, item 13: the detectors' MNIST, DTD and
     # Places365 were missing): the prepare jobs a dry run of the study plans
     planned = snakemake(work, "-n", "paper", "--forcerun", "prepare", "--configfile", str(mini)).text
-    wanted = set(re.findall(r"rule prepare:\n(?:    .*\n)*?    output: resources/prepared/(\S+)", planned))
+    wanted = set(re.findall(r"rule prepare:\n(?:    .*\n)*?    output: resources/prepared/(\S+?\.npz)", planned))
     assert {"mnist/test.npz", "dtd/test.npz", "places365/test.npz"} <= wanted, wanted
     folder = work / "resources/prepared"
     assert {p.relative_to(folder).as_posix() for p in folder.rglob("*.npz")} == wanted
