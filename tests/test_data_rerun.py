@@ -119,3 +119,27 @@ def test_a_touched_shared_archive_reprepares_nothing(tmp_path):
     for path in (tmp_path / "shared").iterdir():
         os.utime(path, (later, later))
     assert plan(work, target, "--configfile", "fake.yaml", *LARGE) == {}
+
+
+def test_restore_makes_a_deleted_split_again_only_from_a_matching_record(tmp_path):
+    """l2ood.data.restore, the parse-time step of item 2: same values and bytes keep what read the
+    split; other bytes drop the record (the workflow redoes it and what read it); other values, or
+    no record, leave it to the workflow."""
+    from l2ood import data
+    from l2ood.splits import record_path
+
+    spec = {"kind": "digits", "classes": [0, 1, 2], "test_fraction": 0.3, "seed": 0, "image_size": 8}
+    path = tmp_path / "prepared/d/train.npz"
+    data.prepare(spec, "train", path)
+    data.write_record(path, spec)
+    made, record = path.read_bytes(), record_path(path).read_text()
+    assert data.restore(path, spec, "train") is None  # not deleted
+    path.unlink()
+    assert data.restore(path, {**spec, "seed": 1}, "train") is None and not path.exists()  # other values
+    assert data.restore(path, spec, "train") is True
+    assert path.read_bytes() == made and record_path(path).read_text() == record
+    path.unlink()
+    record_path(path).write_text(record.replace(data.read_record(path)["md5"], "0" * 32))  # made by other code
+    assert data.restore(path, spec, "train") is False and not record_path(path).exists()
+    path.unlink()
+    assert data.restore(path, spec, "train") is None and not path.exists()  # no record
