@@ -271,8 +271,12 @@ def test_download_over_http_checks_and_renames(tmp_path, monkeypatch, http_folde
         monkeypatch.setitem(sources.FILES["svhn"], name, (f"{base}/{name}", md5))
     root = tmp_path / "datasets"
     download("svhn", root)
-    assert files_in(root / "svhn") == ["test_32x32.mat", "train_32x32.mat"]  # no temporary file left
+    assert files_in(root / "svhn") == ["MD5SUMS", "test_32x32.mat", "train_32x32.mat"]  # no temporary file left
     assert (root / "svhn" / "test_32x32.mat").read_bytes() == (served / "test_32x32.mat").read_bytes()
+    # the rule's output lists each file with its MD5, as `md5sum -c` reads it
+    assert (root / "svhn" / "MD5SUMS").read_text() == "".join(f"{md5s[n]}  {n}\n" for n in sources.FILES["svhn"])
+    check = subprocess.run(["md5sum", "-c", "MD5SUMS"], cwd=root / "svhn", capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.count(": OK") == 2, check.stdout + check.stderr
     download("svhn", root)  # in place and checked: nothing fetched again
     # the server now has a different (e.g. truncated) file: named, with the expected MD5; nothing kept
     (root / "svhn" / "test_32x32.mat").unlink()
@@ -283,7 +287,34 @@ def test_download_over_http_checks_and_renames(tmp_path, monkeypatch, http_folde
         r"\(the published checksum of test_32x32\.mat\)",
     ):
         download("svhn", root)
-    assert files_in(root / "svhn") == ["train_32x32.mat"]
+    assert files_in(root / "svhn") == ["MD5SUMS", "train_32x32.mat"]  # (the first download's record)
+
+
+def test_a_rerun_keeps_what_is_verified_and_replaces_only_a_bad_file(tmp_path, monkeypatch, http_folder):
+    """Issue 19, item 1: a rerun of the download step (forced, or its MD5SUMS deleted) checks the
+    files in place and keeps them; offline, a verified file is never lost; a file failing its MD5
+    stays until a checked download replaces it."""
+    served, base = http_folder
+    md5s, _ = fakes.make("svhn", served)
+    for name, md5 in md5s.items():
+        monkeypatch.setitem(sources.FILES["svhn"], name, (f"{base}/{name}", md5))
+    root = tmp_path / "datasets"
+    download("svhn", root)
+    train, test = root / "svhn" / "train_32x32.mat", root / "svhn" / "test_32x32.mat"
+    before = {p: p.stat().st_ino for p in (train, test)}
+    (root / "svhn" / "MD5SUMS").unlink()  # what Snakemake does before it reruns the job
+    for name in md5s:
+        (served / name).unlink()  # offline from now on: nothing can be fetched
+    download("svhn", root)
+    assert {p: p.stat().st_ino for p in (train, test)} == before  # the same files, not fetched again
+    assert files_in(root / "svhn") == ["MD5SUMS", "test_32x32.mat", "train_32x32.mat"]
+    test.write_bytes(b"cut short")  # a damaged file: offline, the error says where to put a good one
+    with pytest.raises(DownloadError, match=r"could not download dataset 'svhn'.*test_32x32\.mat"):
+        download("svhn", root)
+    assert test.read_bytes() == b"cut short" and train.stat().st_ino == before[train]
+    fakes.make("svhn", served)  # online again: only the bad file is fetched
+    download("svhn", root)
+    assert md5sum(test) == md5s["test_32x32.mat"] and train.stat().st_ino == before[train]
 
 
 def test_no_network_names_dataset_url_and_manual_place(tmp_path, monkeypatch):
@@ -365,7 +396,10 @@ def test_the_image_contract_is_checked_on_save_and_load(tmp_path):
 
 
 def test_missing_raw_file_says_how_to_get_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"cifar-10-python.tar.gz is missing: run the download step"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"cifar-10-python.tar.gz is missing: run the download step again \(`snakemake --force {tmp_path}/cifar10/MD5SUMS`\)",
+    ):
         prepare_raw("cifar10", tmp_path, "test", tmp_path / "out.npz")
 
 

@@ -9,6 +9,7 @@ paper's two synthetic OoD sets (Gaussian noise, pixel-scrambled images), resized
 downloaded datasets (``prepare_raw``, from the files ``l2ood.sources`` declares).
 """
 
+import json
 import logging
 import zipfile
 from pathlib import Path
@@ -16,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from . import readers, sources
-from .download import check_md5
+from .download import check_md5, md5sum
 from .fileio import atomic_path
 from .sources import CorruptFileError
-from .splits import check_split, resize_images, write_split_stream
+from .splits import check_split, record_path, resize_images, write_split_stream
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def scramble_pixels(images: np.ndarray, seed: int) -> np.ndarray:
 def prepare_raw(kind: str, paths, split: str, out_path, size: int | None = None, md5: dict | None = None) -> None:
     """Read ``split`` ("train" or "test") of ``kind`` from its raw files into ``out_path`` (.npz).
 
-    ``paths``: the raw files the prepare rule declared as its inputs (``l2ood.sources.raw_files``);
+    ``paths``: the raw files, where the download step put them (``l2ood.sources.raw_files``);
     the split's own files (``sources.split_files``) are picked out of them by name. Checks each
     of those files' MD5 first (``md5``: config ``download.md5``'s overrides), then streams:
     images (uint8 N x size x size x 3, RGB) and labels (int64). ``size`` defaults to the native
@@ -127,7 +128,10 @@ def prepare_raw(kind: str, paths, split: str, out_path, size: int | None = None,
     for name in needed:
         path = given[name]
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run the download step (`snakemake {path}`) first")
+            verified = path.parent / sources.VERIFIED
+            raise FileNotFoundError(
+                f"{path} is missing: run the download step again (`snakemake --force {verified}`), or put the file there"
+            )
         check_md5(path, published[name][1])
     n, samples = readers.read(kind, split, {name: given[name] for name in needed})
     size = size or sources.NATIVE_SIZE[kind]
@@ -169,3 +173,39 @@ def prepare(spec: dict, split: str, out, inputs=(), md5=None) -> None:
         save_split(out, resize_images(images, spec["image_size"]), labels)
     else:
         prepare_raw(kind, inputs, split, out, size=spec["image_size"], md5=md5)
+
+
+# --- the record beside each prepared split, and making a deleted split again -------------------
+
+
+def write_record(path, spec: dict, md5: dict | None = None) -> None:
+    """Write the record of the prepared split ``path`` (``splits.record_path``): the MD5 of its bytes,
+    the data set's values that made it (``spec``) and the replaced raw MD5s (``md5``). Deterministic:
+    made again with the same bytes, the record is the same file, and nothing that reads it reruns."""
+    record = {"file": Path(path).name, "md5": md5sum(path), "prepare": spec, "raw_md5": dict(md5 or {})}
+    with atomic_path(record_path(path)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def read_record(path) -> dict | None:
+    """The record of the prepared split ``path``; None if there is none or it cannot be read."""
+    try:
+        return json.loads(record_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def restore(path, spec: dict, split: str, inputs=(), md5=None) -> bool | None:
+    """Make the prepared split ``path`` again when it was deleted by hand and its record is still there
+    with the same values (``spec``, ``md5``): ``True`` if the bytes match the recorded MD5 (what read
+    the split is still valid), ``False`` if not (the record is removed, so the workflow makes the
+    split again and reruns what read it), ``None`` if there is nothing to restore."""
+    path = Path(path)
+    record = read_record(path)
+    if path.exists() or record is None or (record.get("prepare"), record.get("raw_md5")) != (spec, dict(md5 or {})):
+        return None
+    prepare(spec, split, path, inputs=inputs, md5=md5)
+    if md5sum(path) == record.get("md5"):
+        return True
+    record_path(path).unlink()
+    return False

@@ -1,7 +1,7 @@
 """Fetch the published files of a raw dataset kind and check them against their MD5s.
 
 Where a file comes from, first match wins (``download``):
-  1. already in place (checked);
+  1. already in place (checked; one that fails its MD5 is replaced by the next source found);
   2. ``existing``: a folder holding the file, e.g. a shared torchvision root (linked, not copied);
   3. ``{root}/manual/``: where to put a file downloaded by hand (linked);
   4. the network, with torchvision's ``download_url`` into a temporary file, renamed once checked.
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from .fileio import atomic_path
-from .sources import ChecksumError, DownloadError, files
+from .sources import VERIFIED, ChecksumError, DownloadError, files
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,11 @@ def _fetch(url: str, dest: Path, md5: str) -> None:
 
 
 def download(kind: str, root, existing=None, md5: dict | None = None) -> None:
-    """Put every published file of ``kind`` at ``{root}/{kind}/``, each checked against its MD5.
+    """Put every published file of ``kind`` at ``{root}/{kind}/``, each checked against its MD5, then
+    list them with their MD5s in ``{root}/{kind}/MD5SUMS`` (``sources.verified_file``, the rule's output).
+
+    A file already in place is checked and kept (run again, nothing is fetched twice); one that
+    fails its MD5 is replaced by a checked copy or download, and stays until then.
 
     ``existing``: a folder that may hold the files already (a shared cluster copy, a torchvision
     root); a copy found there or in ``{root}/manual/`` is checked and symlinked, never fetched.
@@ -88,9 +92,13 @@ def download(kind: str, root, existing=None, md5: dict | None = None) -> None:
     for name, (_, digest) in published.items():
         dest = dest_dir / name
         if dest.exists():
-            check_md5(dest, digest)
-            log.info("%s: %s already in place, MD5 ok", kind, dest)
-            continue
+            try:
+                check_md5(dest, digest)
+            except ChecksumError as err:  # kept until a checked copy or download is renamed over it
+                log.warning("%s: %s\nLooking for a good copy or downloading it again.", kind, err)
+            else:
+                log.info("%s: %s already in place, MD5 ok", kind, dest)
+                continue
         copy = next((p for p in _copies(kind, name, root, existing) if p.is_file()), None)
         if copy is not None:
             check_md5(copy, digest)
@@ -113,3 +121,5 @@ def download(kind: str, root, existing=None, md5: dict | None = None) -> None:
                 f"(or set download.existing.{kind} in config.yaml to a folder holding them), then run again."
             ) from err
         log.info("%s: %s downloaded, %d bytes, MD5 %s ok", kind, name, (dest_dir / name).stat().st_size, digest)
+    with atomic_path(dest_dir / VERIFIED) as tmp:  # the rule's output: every file is in place and checked
+        tmp.write_text("".join(f"{digest}  {name}\n" for name, (_, digest) in published.items()))

@@ -13,8 +13,8 @@ This module only declares; the work is done by
   ``l2ood.splits``    the prepared-split contract, writing a split as it is read, resizing;
   ``l2ood.data.prepare_raw``  the three together (``rules/prepare.smk``).
 
-It is imported by Snakemake at parse time on every cluster node (``raw_files`` names the download
-rules' outputs): the standard library only, never torch.
+It is imported by Snakemake at parse time on every cluster node (``verified_file`` names the
+download rules' outputs): the standard library only, never torch.
 """
 
 from pathlib import Path
@@ -125,12 +125,29 @@ def files(kind: str, md5: dict | None = None) -> dict:
 
 
 def raw_files(kind: str, root) -> list[str]:
-    """The files the download step of ``kind`` produces: ``{root}/{kind}/{published file name}``.
+    """The files the download step of ``kind`` puts in place: ``{root}/{kind}/{published file name}``.
 
     >>> raw_files("svhn", "resources/datasets")
     ['resources/datasets/svhn/train_32x32.mat', 'resources/datasets/svhn/test_32x32.mat']
     """
     return [str(Path(root) / kind / name) for name in files(kind)]
+
+
+#: the download step's record, beside the files: one "md5  name" line per file, each checked (``md5sum -c``)
+VERIFIED = "MD5SUMS"
+
+
+def verified_file(kind: str, root) -> str:
+    """The download rule's output: ``{root}/{kind}/MD5SUMS``, written once every file of ``kind`` is
+    in place and checked. The files themselves are not the rule's outputs, so no rerun (``-F``,
+    ``-R``, a changed input) makes Snakemake delete them: a rerun checks them again and keeps them.
+
+    >>> verified_file("svhn", "resources/datasets")
+    'resources/datasets/svhn/MD5SUMS'
+    """
+    if kind not in FILES:
+        raise ValueError(f"unknown raw dataset kind {kind!r}; known: {', '.join(RAW_KINDS)}")
+    return str(Path(root) / kind / VERIFIED)
 
 
 def split_files(kind: str, split: str) -> list[str]:

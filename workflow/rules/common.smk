@@ -42,6 +42,21 @@ def prepared(dataset, split):
     return f"resources/prepared/{dataset}/{split}.npz"
 
 
+def prepared_record(dataset, split):
+    """The record beside a prepared split: its MD5 and the values that made it (l2ood.splits.record_path)."""
+    from l2ood.splits import record_path  # numpy: imported when first needed
+
+    return str(record_path(prepared(dataset, split)))
+
+
+def read_prepared(dataset, split):
+    """What a job reading a prepared split declares: the split ancient() (a touch or a copy's new
+    modification time reruns nothing; its content is pinned by the prepare job's params and its
+    record's MD5), and its record as is, so that a prepare job that runs again (a changed data set)
+    reruns what reads it. A split deleted by hand is made again before the plan (restore_deleted_splits)."""
+    return [ancient(prepared(dataset, split)), prepared_record(dataset, split)]
+
+
 def dataset_spec(name):
     if name not in config["datasets"]:
         raise WorkflowError(f"unknown data set {name!r}; define it under 'datasets:' in config.yaml")
@@ -70,18 +85,26 @@ def study_spec(name):
 # --- data ------------------------------------------------------------------------------------
 
 
+def prepare_source(dataset, split):
+    """The prepared split a derived data set is made from, as (dataset, split); None for the others."""
+    spec = dataset_spec(dataset)
+    if spec["kind"] == "gaussian" and "like" in spec:
+        return spec["like"], "test"
+    if spec["kind"] == "scrambled":
+        return spec["of"], "test"
+    if spec["kind"] == "resize":
+        return spec["of"], split
+    return None
+
+
 def prepare_inputs(wildcards):
-    spec = dataset_spec(wildcards.dataset)
-    kind = spec["kind"]
+    kind = dataset_spec(wildcards.dataset)["kind"]
     if kind in sources.RAW_KINDS:
-        return sources.raw_files(kind, config["download"]["root"])
-    if kind == "gaussian":
-        return [prepared(spec["like"], "test")] if "like" in spec else []
-    if kind == "scrambled":
-        return [prepared(spec["of"], "test")]
-    if kind == "resize":
-        return [prepared(spec["of"], wildcards.split)]
-    return []
+        # the download's record, not the archives (prepare reads them from sources.raw_files): ancient,
+        # as a forced download that checked them again has changed nothing the MD5s in params pin
+        return {"verified": ancient(sources.verified_file(kind, config["download"]["root"]))}
+    source = prepare_source(wildcards.dataset, wildcards.split)
+    return dict(zip(("split", "record"), read_prepared(*source))) if source else {}
 
 
 def prepare_params(wildcards):
@@ -90,19 +113,63 @@ def prepare_params(wildcards):
 
 
 def prepare_md5(wildcards):
+    return raw_md5(wildcards.dataset)
+
+
+def raw_md5(dataset):
     """The replaced checksums of this data set's raw files only: another kind's do not re-prepare it."""
-    kind = dataset_spec(wildcards.dataset)["kind"]
+    kind = dataset_spec(dataset)["kind"]
     if kind not in sources.RAW_KINDS:
         return {}
     names = sources.files(kind, config["download"]["md5"])
     return {n: m for n, m in config["download"]["md5"].items() if n in names}
 
 
+def restore_deleted_splits():
+    """Make again, before the plan, each prepared split deleted by hand (the fix the truncated-split
+    check gives) whose record is still there with the current values. Planned as a prepare job, it
+    would rerun every job reading it, finished trainings included: Snakemake exempts an ancient()
+    input from its producer's rerun only if the file exists when it plans (snakemake/dag.py). The
+    same bytes as recorded: nothing reading it reruns. Other bytes: the record goes, and Snakemake
+    makes the split again and reruns what read it (l2ood.data.restore)."""
+    from l2ood.data import restore
+
+    seen = set()
+
+    def one(dataset, split):
+        path, source = Path(prepared(dataset, split)), prepare_source(dataset, split)
+        if (dataset, split) in seen or path.exists() or not Path(prepared_record(dataset, split)).exists():
+            return
+        seen.add((dataset, split))
+        kind = dataset_spec(dataset)["kind"]
+        if source:
+            one(*source)  # deleted too: made again first
+        inputs = sources.raw_files(kind, config["download"]["root"]) if kind in sources.RAW_KINDS else []
+        inputs = [prepared(*source)] if source else inputs
+        try:
+            same = restore(path, cfglib.prepare_spec(config, dataset), split, inputs, raw_md5(dataset))
+        except (OSError, ValueError) as err:  # its inputs are gone too: planned as any missing split
+            print(f"{path} was deleted and cannot be made again before the plan ({err})")
+            return
+        if same:
+            print(f"made {path} again (deleted; the bytes its record names): what was built from it is kept")
+        elif same is False:
+            print(f"made {path} again, with other bytes than its record names: it and what read it are redone")
+
+    for dataset in config["datasets"]:
+        for split in ("train", "test"):
+            one(dataset, split)
+
+
+if workflow.is_main_process and "--unlock" not in sys.argv:  # in the process the user started only
+    restore_deleted_splits()
+
+
 # --- training and inference ------------------------------------------------------------------
 
 
 def train_input(wildcards):
-    return prepared(run_spec(wildcards.run)["dataset"], "train")
+    return read_prepared(run_spec(wildcards.run)["dataset"], "train")  # the split first: scripts/train.py
 
 
 def train_params(wildcards):
@@ -133,7 +200,8 @@ def infer_datasets(wildcards):
 def infer_inputs(wildcards):
     return {
         "model": f"{RUN_DIR}/{TRAIN_OUTPUTS['model']}",
-        "images": [prepared(d, "test") for d in infer_datasets(wildcards)],
+        "images": [read_prepared(d, "test")[0] for d in infer_datasets(wildcards)],
+        "records": [read_prepared(d, "test")[1] for d in infer_datasets(wildcards)],
     }
 
 
@@ -203,12 +271,22 @@ def figure_digest(wildcards):
 
 
 def study_data(study):
-    """Every prepared split the study's runs read: `snakemake <study>_data` fetches and prepares them
-    (on a cluster's login node, where the internet is) and nothing else."""
+    """Every prepared split a job of the study reads: `snakemake <study>_data` fetches and prepares
+    them (on a cluster's login node, where the internet is) and nothing else. Training and inference
+    read each run's own sets; the features job of a run a detector table or figure of the study
+    names also reads the sets its detectors see (features_sets: the OpenOOD view's MNIST, ...)."""
+    detector_runs = {
+        run
+        for group in ("tables", "figures")
+        for item in study_spec(study).get(group, {}).values()
+        if cfglib.reads_detectors(group, item)
+        for run in cfglib.spec_runs(item)
+    }
     files = []
     for run in cfglib.study_runs(config, study):
         spec = run_spec(run)
-        files += [prepared(spec["dataset"], "train")] + [prepared(d, "test") for d in [spec["dataset"], *spec["ood"]]]
+        sets = [spec["dataset"], *spec["ood"], *(cfglib.detector_ood(config, run) if run in detector_runs else [])]
+        files += [prepared(spec["dataset"], "train")] + [prepared(d, "test") for d in sets]
     return list(dict.fromkeys(files))
 
 
@@ -249,7 +327,8 @@ def features_sets(wildcards):
 def features_inputs(wildcards):
     return {
         "model": f"{RUN_DIR}/{TRAIN_OUTPUTS['model']}",
-        "images": [prepared(d, s) for d, s in features_sets(wildcards)],
+        "images": [read_prepared(d, s)[0] for d, s in features_sets(wildcards)],
+        "records": [read_prepared(d, s)[1] for d, s in features_sets(wildcards)],
     }
 
 

@@ -1,11 +1,17 @@
-# prepare: raw files (or nothing, for generated sets) -> resources/prepared/{dataset}/{split}.npz
+# prepare: raw files (the download's MD5SUMS record; the archives beside it) or other prepared
+# splits (resized, Gaussian, scrambled sets) or nothing (digits) -> resources/prepared/{dataset}/{split}.npz
+# and its record {split}.json (its MD5 and the values that made it: l2ood.data.write_record). The
+# jobs reading a split name it ancient() and its record as is (common.smk, read_prepared): a touch
+# reruns nothing, a changed data set reruns them. A split deleted by hand (the fix for a truncated
+# one) is made again before the plan, from its record (restore_deleted_splits): what read it is kept.
 
 
 rule prepare:
     input:
-        prepare_inputs,
+        unpack(prepare_inputs),
     output:
-        "resources/prepared/{dataset}/{split}.npz",
+        split=prepared("{dataset}", "{split}"),
+        record=prepared_record("{dataset}", "{split}"),
     log:
         "logs/prepare/{dataset}/{split}.log",
     conda:
