@@ -203,6 +203,9 @@ def test_detectors_table_mean_std_and_difference(tmp_path):
     row = t.tidy.query("row == 'KNN' and column == 'near/diff' and metric == 'auroc'").iloc[0]
     assert np.isclose(row.value, 11.0) and row.excludes_zero and np.isclose(row.low, 100 * ci.low)
     assert set(t.tidy.column) == {"near/nol2", "near/l2", "near/diff"}
+    # W z + b logits: not the demo table's "MSP" (the head's own W z/||z|| + b), so not its name
+    assert any(line.startswith("| MSP (Wz+b) |") for line in t.markdown.splitlines()) and "| MSP |" not in t.markdown
+    assert set(t.tidy.query("score == 'msp'").row) == {"MSP (Wz+b)"} and set(t.tidy.logits) == {"raw"}
     assert "Near set No L2" in t.markdown and "*FPR95 (ID positive)*" in t.markdown
     assert r"92.0 $\pm$ 2.0" in t.latex and t.latex.count(r"\begin{tabular}") == 2  # AUROC, FPR95
 
@@ -245,7 +248,7 @@ def test_detectors_figure(tmp_path):
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["Near", "far1", "far2"]
     assert all(ax.get_ylabel() == "AUROC (%)" for ax in axes)
-    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["MSP", "KNN"]  # DETECTORS' order
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["MSP (Wz+b)", "KNN"]  # DETECTORS' order
     # the KNN means: No L2 gray, L2 blue, at the mean of the seeds
     bars = {tuple(c.get_colors()[0][:3]): c.get_segments() for c in axes[0].collections if hasattr(c, "get_segments")}
     blue = [seg[0][1] for seg in bars[tuple(np.array(matplotlib_rgb(HEAD_COLORS["l2"])))]]

@@ -297,7 +297,8 @@ def detectors(spec: dict):
     (l2ood.stats.diff_ci) excludes 0. ``metric``: auroc (default), fpr95 or fpr95_ood_positive."""
     from matplotlib.patches import Patch
 
-    from .detectors import DETECTORS, LABELS
+    from .detectors import DETECTORS
+    from .evaluate_detectors import detector_label
     from .stats import diff_ci
     from .tables import ood_columns
 
@@ -307,7 +308,8 @@ def detectors(spec: dict):
     if metric not in names_of:
         raise ValueError(f"detectors figure: metric must be one of {sorted(names_of)}, got {metric!r}")
     m = pd.concat([pd.read_csv(f) for fs in spec["metrics"].values() for f in fs], ignore_index=True)
-    m = m[m.logits == spec.get("logits", "raw")]
+    logits = spec.get("logits", "raw")
+    m = m[m.logits == logits]
     names = spec.get("detectors") or [d for d in DETECTORS if d in set(m.detector)]
     oods = ood_columns(spec)
     rows = spec["rows"]
@@ -338,7 +340,7 @@ def detectors(spec: dict):
                     continue
                 top = max(v for k, v in tops if k == j)
                 ax.annotate("*", (j, top), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=12)
-            ax.set_xticks(x, [LABELS[n] for n in names], rotation=40, ha="right")
+            ax.set_xticks(x, [detector_label(n, logits) for n in names], rotation=40, ha="right")
             ax.set_xlim(-0.6, len(names) - 0.4)
             ax.set_ylabel(names_of[metric])
             title = spec["labels"].get(ds, ds)
