@@ -265,8 +265,23 @@ def norm_vs_scaled_softmax(spec: dict) -> Table:
     groups = [("Method", 1)] + [(_label(spec, ds), 2) for _, ds in oods]
     header = ["Method"] + ["Norm", "SM"] * len(oods)
     note = ("AUROC / FPR95 (%). SM: maximum softmax of the features scaled down by a factor tuned on the "
-            f"test data (ID and OoD: {tuned_on(cells.metrics, spec)}) for the best mean AUROC, as the paper did.")  # fmt: skip
+            f"test data (ID and OoD: {tuned_on(cells.metrics, spec)}) for the best mean AUROC, as the paper did, "
+            f"each seed on its own; {scales_note(cells.metrics, spec)}")  # fmt: skip
     return _render(spec, cells, groups, header, rows, note)
+
+
+def scales_note(metrics: pd.DataFrame, spec: dict) -> str:
+    """The scales the table's seeds chose and the largest share of a seed's ID images whose softmax at
+    that scale is exactly 1.0 in float64 (``id_softmax_at_1``), which only the log-odds score ranks."""
+    runs = [r["run"] for r in spec["rows"]]
+    sm = metrics[(metrics.score == "scaled_msp") & metrics.run.isin(runs)]
+    if sm.empty:
+        return "no scale recorded."
+    text = f"scales chosen {sm.scale.min():.3g} to {sm.scale.max():.3g}"
+    if "id_softmax_at_1" in sm and sm.id_softmax_at_1.notna().any():
+        text += (f"; scored as the log-odds of the probability, which also ranks the ID images whose softmax is "
+                 f"exactly 1.0 in float64 (at most {pct(sm.id_softmax_at_1.max())}% of a seed's)")  # fmt: skip
+    return text + "."
 
 
 def tuned_on(metrics: pd.DataFrame, spec: dict) -> str:
