@@ -256,6 +256,13 @@ def test_detectors_figure(tmp_path):
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:2] == ["No L2 (3 seeds)", "L2 (3 seeds)"]
     assert any(t.get_text() == "*" for t in axes[0].texts)  # KNN's (and MSP's) interval excludes 0
+    # issue 20: no empty panel, a chance line in each, one y-range per OoD set across the rows' pairs
+    assert len(fig.axes) == 3 and all(any(list(ln.get_ydata()) == [50, 50] for ln in ax.lines) for ax in axes)
+    two = render_figure({**spec, "rows": spec["rows"] * 2, "metric": "fpr95"})
+    assert len(two.axes) == 6 and all(ax.get_visible() for ax in two.axes)
+    grid = np.array(two.axes).reshape(2, 3)
+    assert all(grid[0, i].get_ylim() == grid[1, i].get_ylim() for i in range(3))
+    assert any(list(ln.get_ydata()) == [95, 95] for ln in grid[0, 0].lines)  # FPR95 of a score blind to its input
 
 
 def matplotlib_rgb(name):

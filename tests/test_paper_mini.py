@@ -123,7 +123,7 @@ def merged_config(paper: Path) -> dict:
 @pytest.mark.parametrize(
     "figure, panels",
     # fig7: per model the accuracy per bin above, the images and errors per bin below
-    [("fig3_center", 1), ("fig3_right", 1), ("fig4", 3), ("fig5", 2), ("fig6", 2), ("fig7", 4), ("collapse", 3),
+    [("fig3_center", 1), ("fig3_right", 1), ("fig4", 4), ("fig5", 2), ("fig6", 2), ("fig7", 4), ("collapse", 3),
      ("detectors", 4)],  # fmt: skip
 )
 def test_figures_have_their_panels(paper, figure, panels, monkeypatch):
