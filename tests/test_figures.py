@@ -147,3 +147,16 @@ def test_softmax_vs_norm_plots_the_score_and_the_share_at_1(tmp_path):
     assert [t.get_text() for t in right.texts] == ["ID at softmax 1.0: 0%"]
     assert any(np.allclose(ln.get_ydata(), 53 * np.log(2)) for ln in left.lines)  # float64's p = 1.0
     assert not right.lines and right.get_title() == "scaled (features / 10, tuned)"
+
+
+def test_equal_count_bins_are_noisiest_where_accuracy_is_lowest():
+    """The README's reason for Figure 7's bins: the paper's "noisy, particularly with smaller norms" holds
+    for equal-count bins too, since a bin's binomial spread sqrt(p (1 - p) / n) grows as its accuracy p
+    falls (seeded simulation: accuracy rising with norm from 0.8 to 0.999, 125 bins of 80 images)."""
+    rng = np.random.default_rng(0)
+    norms = np.sort(rng.uniform(1, 10, 10_000))
+    p = 0.8 + 0.199 * (norms - 1) / 9
+    groups = F.norm_bins(norms, 125, "equal_count")
+    acc = np.array([[(rng.random(len(p)) < p)[g].mean() for g in groups] for _ in range(200)])
+    spread = acc.std(axis=0)
+    assert {len(g) for g in groups} == {80} and spread[:10].mean() > 3 * spread[-10:].mean()
