@@ -339,7 +339,9 @@ def _probability_ticks(ax) -> None:
                 labels.append(f"{v:.12g}")
     else:
         ticks = np.array([t for t in ax.get_yticks() if lo <= t <= hi])
-        labels = [f"{v:.3g}" for v in 1 / (1 + np.exp(-ticks))]
+        p = 1 / (1 + np.exp(-ticks))
+        digits = next((d for d in range(3, 10) if len({f"{v:.{d}g}" for v in p}) == len(p)), 10)  # tell ticks apart
+        labels = [f"{v:.{digits}g}" for v in p]
     right = ax.twinx()
     right.set_ylim(lo, hi)
     right.set_yticks(ticks, labels, fontsize="small")
