@@ -203,6 +203,9 @@ def test_detectors_table_mean_std_and_difference(tmp_path):
     row = t.tidy.query("row == 'KNN' and column == 'near/diff' and metric == 'auroc'").iloc[0]
     assert np.isclose(row.value, 11.0) and row.excludes_zero and np.isclose(row.low, 100 * ci.low)
     assert set(t.tidy.column) == {"near/nol2", "near/l2", "near/diff"}
+    # W z + b logits: not the demo table's "MSP" (the head's own W z/||z|| + b), so not its name
+    assert any(line.startswith("| MSP (Wz+b) |") for line in t.markdown.splitlines()) and "| MSP |" not in t.markdown
+    assert set(t.tidy.query("score == 'msp'").row) == {"MSP (Wz+b)"} and set(t.tidy.logits) == {"raw"}
     assert "Near set No L2" in t.markdown and "*FPR95 (ID positive)*" in t.markdown
     assert r"92.0 $\pm$ 2.0" in t.latex and t.latex.count(r"\begin{tabular}") == 2  # AUROC, FPR95
 
@@ -245,7 +248,7 @@ def test_detectors_figure(tmp_path):
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["Near", "far1", "far2"]
     assert all(ax.get_ylabel() == "AUROC (%)" for ax in axes)
-    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["MSP", "KNN"]  # DETECTORS' order
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["MSP (Wz+b)", "KNN"]  # DETECTORS' order
     # the KNN means: No L2 gray, L2 blue, at the mean of the seeds
     bars = {tuple(c.get_colors()[0][:3]): c.get_segments() for c in axes[0].collections if hasattr(c, "get_segments")}
     blue = [seg[0][1] for seg in bars[tuple(np.array(matplotlib_rgb(HEAD_COLORS["l2"])))]]
@@ -253,6 +256,13 @@ def test_detectors_figure(tmp_path):
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:2] == ["No L2 (3 seeds)", "L2 (3 seeds)"]
     assert any(t.get_text() == "*" for t in axes[0].texts)  # KNN's (and MSP's) interval excludes 0
+    # issue 20: no empty panel, a chance line in each, one y-range per OoD set across the rows' pairs
+    assert len(fig.axes) == 3 and all(any(list(ln.get_ydata()) == [50, 50] for ln in ax.lines) for ax in axes)
+    two = render_figure({**spec, "rows": spec["rows"] * 2, "metric": "fpr95"})
+    assert len(two.axes) == 6 and all(ax.get_visible() for ax in two.axes)
+    grid = np.array(two.axes).reshape(2, 3)
+    assert all(grid[0, i].get_ylim() == grid[1, i].get_ylim() for i in range(3))
+    assert any(list(ln.get_ydata()) == [95, 95] for ln in grid[0, 0].lines)  # FPR95 of a score blind to its input
 
 
 def matplotlib_rgb(name):

@@ -48,6 +48,9 @@ def test_saturated_softmax_is_not_tied(tmp_path):
     df = E.evaluate_run(id_, {"ood": ood}, META).set_index("score")
     assert df.loc["msp", "auroc"] == 1.0 and df.loc["msp", ["id_tied", "ood_tied"]].tolist() == [0, 0]
     assert df.loc["max_logit_raw", "auroc"] == 1.0
+    # the metrics say how many ID images the probability itself could not rank (float64: all of them here)
+    assert df.loc["msp", "id_softmax_at_1"] == df.loc["scaled_msp", "id_softmax_at_1"] == 1.0
+    assert np.isnan(df.loc["feature_norm", "id_softmax_at_1"])
     # the feature norms are all 1: every image tied with every other, AUROC exactly 50
     assert df.loc["feature_norm", "auroc"] == 0.5 and df.loc["feature_norm", ["id_tied", "ood_tied"]].tolist() == [7, 5]
 
@@ -71,6 +74,26 @@ def test_scale_is_tuned_on_the_named_sets(tmp_path):
     assert (every[every.score == "scaled_msp"].scale_tuned_on == "a b").all()  # default: all OoD sets
     with pytest.raises(ValueError, match=r"tune_scale_on names \['c'\].*\['a', 'b'\]"):
         E.evaluate_run(id_, {"a": a, "b": b}, META, tune_on=["c"])
+
+
+def test_the_scale_only_scales_down(tmp_path):
+    """Issue 20: a scale below 1 enlarges the logits and saturates the softmax; the old 0.1-1000 grid
+    chose 0.1 here, where the log-odds rank ID above OoD but the probability itself is 1.0 for most ID."""
+    rng = np.random.default_rng(0)
+    # ID: top-two gap 3 (x 0.1), OoD: gap 2 but a far third logit; only an enlarged gap ranks ID first
+    id_ = write_set(tmp_path / "id.npz", 0.1 * (np.array([3.0, 0, 0]) + rng.normal(0, 0.01, (20, 3))))
+    ood = write_set(tmp_path / "ood.npz", 0.1 * (np.array([4.0, 2, -30]) + rng.normal(0, 0.01, (20, 3))))
+    from l2ood.outputs import load_outputs
+
+    assert E.tune_scale(load_outputs(id_), [load_outputs(ood)], grid=np.geomspace(0.1, 1000.0, 41)) < 1
+    assert E.SCALE_GRID.min() == 1.0
+    sm = E.evaluate_run(id_, {"ood": ood}, META).set_index("score").loc["scaled_msp"]
+    assert sm.scale == 1.0 and sm.auroc < 0.5  # scaled down only: the honest, bad number
+    assert sm.id_softmax_at_1 == 0.0
+
+
+def test_softmax_at_1_is_the_float64_probability():
+    assert E.softmax_at_1(np.array([[0.0, 37.5], [0.0, 36.0], [0.0, 1.0], [0.0, 800.0]], np.float32)) == 0.5
 
 
 def test_the_paper_tunes_table2_on_the_sets_table2_reports():
@@ -132,6 +155,14 @@ def test_table2_names_the_tuning_sets(tmp_path):
             "labels": {"svhn": "SVHN", "cifar100": "CIFAR-100"}, "rows": [{"label": "R", "run": "r"}]}  # fmt: skip
     spec["metrics"] = metrics_file(tmp_path, "r")
     assert "test data (ID and OoD: CIFAR-100, SVHN)" in TB.render_table(spec).markdown
+    # each seed's own scale, and the share of ID images whose softmax at it is exactly 1.0
+    m = pd.read_csv(spec["metrics"]["r"][0])
+    m.loc[m.score == "scaled_msp", "scale"] = np.where(m.seed[m.score == "scaled_msp"] == 0, 2.0, 50.0)
+    m["id_softmax_at_1"] = np.where(m.score == "scaled_msp", 0.25 + 0.5 * m.seed, np.nan)
+    m.to_csv(spec["metrics"]["r"][0], index=False)
+    text = TB.render_table(spec).markdown
+    assert "each seed on its own; scales chosen 2 to 50;" in text
+    assert "exactly 1.0 in float64 (at most 75.0% of a seed's)" in text
 
 
 # --- recipes (items 2, 3, 9) --------------------------------------------------------------------

@@ -48,7 +48,7 @@ def test_wilson_interval_by_hand():
 def test_accuracy_vs_norm_pools_seeds_and_counts_errors(tmp_path):
     rng = np.random.default_rng(0)
     files = [write_outputs(tmp_path / f"s{s}.npz", rng.uniform(1, 5, 50), np.arange(50) % 10 != s) for s in (0, 1)]
-    spec = {"kind": "accuracy_vs_norm", "bins": 4, "binning": "equal_count",
+    spec = {"kind": "accuracy_vs_norm", "bins": 4, "binning": "equal_count", "pooled": True,
             "panels": [{"title": "L2", "head": "l2", "id_outputs": files}]}  # fmt: skip
     fig = F.render_figure(spec)
     top, bottom = fig.axes[0], fig.axes[1]
@@ -57,6 +57,23 @@ def test_accuracy_vs_norm_pools_seeds_and_counts_errors(tmp_path):
     # bottom: 4 image bars of 25 and 4 error bars summing to the 10 errors
     heights = [b.get_height() for b in bottom.patches]
     assert heights[:4] == [25, 25, 25, 25] and sum(heights[4:]) == 10
+
+
+def test_accuracy_vs_norm_defaults_to_the_papers_one_model_in_125_equal_count_bins(tmp_path):
+    """Issue 20: the paper's Figure 7 is one model's test images in "125 equal sized bins"; the figure
+    pooled every seed in bins of equal width."""
+    rng = np.random.default_rng(0)
+    files = [write_outputs(tmp_path / f"s{s}.npz", rng.uniform(1, 5, 500), np.arange(500) % 10 != s) for s in (0, 1)]
+    panel = {"title": "No L2", "head": "nol2", "seed": 1, "id": "digits", "id_outputs": files,
+             "outputs": {"digits": files[1], "ood": files[0]}}  # fmt: skip
+    fig = F.render_figure({"kind": "accuracy_vs_norm", "panels": [panel]})
+    top, bottom = fig.axes[0], fig.axes[1]
+    assert top.get_title() == "No L2: seed 1, 500 images, 50 errors"  # the panel's seed only
+    heights = [b.get_height() for b in bottom.patches]
+    assert heights[:125] == [4] * 125  # 125 bins of 4 images each
+    assert "125 bins of equal count" in fig.texts[0].get_text()
+    wide = F.render_figure({"kind": "accuracy_vs_norm", "panels": [panel], "binning": "equal_width", "bins": 3})
+    assert len(wide.axes[1].patches) == 2 * 3 and "3 bins of equal width" in wide.texts[0].get_text()
 
 
 def test_norm_distributions_share_the_axis_and_print_each_sets_auroc(tmp_path):
@@ -101,3 +118,45 @@ def test_feature_change_cumulative_is_the_running_sum(tmp_path):
     for cumulative, low, high in ((False, [4, 1], [9, 3]), (True, [4, 5], [9, 12])):
         ax = F.render_figure({"kind": "feature_change", "panels": [panel], "cumulative": cumulative}).axes[0]
         assert [list(line.get_ydata()) for line in ax.lines] == [low, high]
+
+
+def test_softmax_vs_norm_plots_the_score_and_the_share_at_1(tmp_path):
+    """Issue 20: Figure 4's panels plot what was scored (the log-odds of the softmax at the panel's
+    scale), mark where float64 rounds the softmax to exactly 1.0, and say how many ID images are there."""
+    from l2ood.detectors import msp_log_odds
+
+    def write(path, gaps, norms):
+        logits = np.stack([np.asarray(gaps, np.float32), np.zeros(len(gaps), np.float32)], axis=1)
+        save_outputs(path, {"feature_norm": np.asarray(norms, np.float32), "logits": logits,
+                            "labels": np.zeros(len(gaps), np.int64), "fc_bias": np.zeros(2, np.float32),
+                            "head": np.array("nol2")})  # fmt: skip
+        return str(path)
+
+    ids = write(tmp_path / "id.npz", np.linspace(30, 60, 10), np.linspace(5, 10, 10))  # 7 of 10 above 53 ln 2
+    ood = write(tmp_path / "ood.npz", np.linspace(1, 5, 10), np.linspace(1, 3, 10))
+    pd.DataFrame({"score": ["msp", "scaled_msp"], "scale": [np.nan, 10.0]}).to_csv(tmp_path / "m.csv", index=False)
+    panel = {"head": "nol2", "id": "a", "outputs": {"a": ids, "b": ood}, "metrics": str(tmp_path / "m.csv")}
+    panels = [{**panel, "title": "unscaled", "scale": 1}, {**panel, "title": "scaled", "scale": "tuned"}]
+    spec = {"kind": "softmax_vs_norm", "labels": {"a": "ID", "b": "OoD"}, "panels": panels}
+    fig = F.render_figure(spec)
+    left, right = [ax for ax in fig.axes if ax.has_data()]
+    y = left.collections[0].get_offsets()[:, 1]
+    np.testing.assert_allclose(y, msp_log_odds(np.stack([np.linspace(30, 60, 10), np.zeros(10)], 1)), rtol=1e-6)
+    np.testing.assert_allclose(right.collections[0].get_offsets()[:, 1], y / 10, rtol=1e-5)  # scale 10: gap / 10
+    assert [t.get_text() for t in left.texts] == ["ID at softmax 1.0: 70%"]
+    assert [t.get_text() for t in right.texts] == ["ID at softmax 1.0: 0%"]
+    assert any(np.allclose(ln.get_ydata(), 53 * np.log(2)) for ln in left.lines)  # float64's p = 1.0
+    assert not right.lines and right.get_title() == "scaled (features / 10, tuned)"
+
+
+def test_equal_count_bins_are_noisiest_where_accuracy_is_lowest():
+    """The README's reason for Figure 7's bins: the paper's "noisy, particularly with smaller norms" holds
+    for equal-count bins too, since a bin's binomial spread sqrt(p (1 - p) / n) grows as its accuracy p
+    falls (seeded simulation: accuracy rising with norm from 0.8 to 0.999, 125 bins of 80 images)."""
+    rng = np.random.default_rng(0)
+    norms = np.sort(rng.uniform(1, 10, 10_000))
+    p = 0.8 + 0.199 * (norms - 1) / 9
+    groups = F.norm_bins(norms, 125, "equal_count")
+    acc = np.array([[(rng.random(len(p)) < p)[g].mean() for g in groups] for _ in range(200)])
+    spread = acc.std(axis=0)
+    assert {len(g) for g in groups} == {80} and spread[:10].mean() > 3 * spread[-10:].mean()

@@ -123,7 +123,7 @@ def merged_config(paper: Path) -> dict:
 @pytest.mark.parametrize(
     "figure, panels",
     # fig7: per model the accuracy per bin above, the images and errors per bin below
-    [("fig3_center", 1), ("fig3_right", 1), ("fig4", 3), ("fig5", 2), ("fig6", 2), ("fig7", 4), ("collapse", 3),
+    [("fig3_center", 1), ("fig3_right", 1), ("fig4", 4), ("fig5", 2), ("fig6", 2), ("fig7", 4), ("collapse", 3),
      ("detectors", 4)],  # fmt: skip
 )
 def test_figures_have_their_panels(paper, figure, panels, monkeypatch):
@@ -174,3 +174,12 @@ def test_detector_tables(paper):
     # features are stored only for the runs a detector table or figure names: Table 4's ResNet18 runs
     stored = sorted({p.parts[-3] for p in (paper / "results/runs").glob("*/seed*/features")})
     assert stored == ["cifar10-resnet18-l2-sgd350", "cifar10-resnet18-l2-sgd60", "cifar10-resnet18-nol2-sgd350"]
+
+
+def test_scaled_softmax_scales_down_and_says_how_saturated(paper):
+    m = pd.read_csv(paper / "results/paper/metrics.csv")
+    sm = m[m.score == "scaled_msp"]
+    assert len(sm) and (sm.scale >= 1).all() and sm.id_softmax_at_1.between(0, 1).all()
+    assert m[~m.score.isin(["msp", "scaled_msp"])].id_softmax_at_1.isna().all()
+    assert "each seed on its own; scales chosen" in (paper / "results/paper/tables/table2.md").read_text()
+    assert ": MSP (Wz+b) |" in (paper / "results/paper/tables/detectors.md").read_text()  # "ResNet18 (60): ..."

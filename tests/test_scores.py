@@ -109,3 +109,28 @@ def test_msp_is_a_strictly_increasing_function_of_the_probability():
     p = S.max_softmax(logits)
     np.testing.assert_allclose(S.msp(out), np.log(p / (1 - p)), rtol=1e-9, atol=1e-9)  # independent: via probabilities
     assert (np.argsort(S.msp(out)) == np.argsort(p)).all()
+
+
+def test_one_name_per_score_across_scores_and_detectors():
+    """The same label means the same numbers in every table: the metrics' scores (l2ood.scores) and the
+    detectors (l2ood.evaluate_detectors' logits variants) on one L2 model, named by l2ood.detectors.label.
+    Before, the detectors table's "MSP" read W z + b where the demo table's "MSP" reads the head's W z/||z|| + b."""
+    from l2ood.detectors import DETECTORS, Head
+    from l2ood.evaluate_detectors import LOGITS, detector_label
+
+    rng = np.random.default_rng(0)
+    w, b, z = rng.normal(size=(4, 6)), rng.normal(size=4), 3 * rng.normal(size=(50, 6))
+    norm = np.linalg.norm(z, axis=1)
+    out = {"feature_norm": norm, "logits": (z / norm[:, None]) @ w.T + b, "fc_bias": b, "head": np.array("l2")}
+    named = {S.LABELS[s]: f(out) for s, f in S.SCORES.items()}
+    for variant, normalized in LOGITS.items():
+        head = Head(w, b, head_normalized=normalized)
+        for name in ("msp", "max_logit", "energy", "logit_norm", "feature_norm"):
+            v = DETECTORS[name]().fit(head).score(z)
+            named.setdefault(detector_label(name, variant), v)
+            np.testing.assert_allclose(v, named[detector_label(name, variant)], rtol=1e-9, err_msg=name)
+    assert S.LABELS["msp"] == detector_label("msp", "normalized") == "MSP"
+    assert detector_label("msp", "raw") == "MSP (Wz+b)" and detector_label("knn", "raw") == "KNN"
+    # two labels never name the same numbers either (the suffix is what tells them apart)
+    for a, b_ in [(a, b_) for a in named for b_ in named if a < b_]:
+        assert not np.allclose(named[a], named[b_]), (a, b_)

@@ -450,7 +450,8 @@ def resolve_figure(config: dict, spec: dict) -> dict:
                     q["metrics"] = run_file(p["run"], seed, METRICS)
             q["outputs"] = {d: run_file(p["run"], seed, outputs_file(d)) for d in names}
             q["outputs_dir"] = run_file(p["run"], seed, OUTPUTS_DIR)
-            if kind == "accuracy_vs_norm":  # the ID test images of every seed, pooled
+            if kind == "accuracy_vs_norm" and spec.get("pooled"):  # every seed's ID test images
+                # (figures.ACCURACY_BINS: the default, the paper's one model, reads the panel's seed only)
                 q["id_outputs"] = [run_file(p["run"], s, outputs_file(run["dataset"])) for s in seeds(config, p["run"])]
                 q["outputs_dirs"] = [run_file(p["run"], s, OUTPUTS_DIR) for s in seeds(config, p["run"])]
         elif reads == "collapse":

@@ -468,8 +468,24 @@ DETECTORS: dict[str, type[Detector]] = {
     "logit_norm": LogitNorm,
 }
 
-#: name -> printed name
+#: name -> printed name of the method (``label`` below adds which logits it read)
 LABELS = {name: cls.label for name, cls in DETECTORS.items()}
+
+#: which logits a score read -> what its printed name adds: the one naming rule every table, figure, CSV
+#: and caption follows (l2ood.scores, l2ood.tables, l2ood.figures). "head": the model's own head, W z/||z||
+#: + b for an L2 model and W z + b for No L2 (nothing added: "MSP" is that number everywhere); "raw":
+#: W z + b, the classifier on the unnormalized feature for both heads (paper A.2), "MSP (Wz+b)".
+LOGITS_LABELS = {"head": "", "raw": " (Wz+b)"}
+
+
+def label(name: str, logits: str = "head") -> str:
+    """The printed name of a score or detector ``name`` (a key of ``DETECTORS``) on ``logits`` (a key of
+    ``LOGITS_LABELS``); a detector that does not read the head (Mahalanobis, KNN, ...) gets no suffix."""
+    if logits not in LOGITS_LABELS:
+        raise ValueError(f"unknown logits {logits!r}; use one of {sorted(LOGITS_LABELS)}")
+    if name not in DETECTORS:
+        raise KeyError(f"unknown detector {name!r}; known: {sorted(DETECTORS)}")
+    return LABELS[name] + (LOGITS_LABELS[logits] if DETECTORS[name].uses_head else "")
 
 
 def score_all(

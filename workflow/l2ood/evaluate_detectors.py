@@ -23,12 +23,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .detectors import DETECTORS, Head
+from .detectors import DETECTORS, Head, label
 from .layout import FEATURES_DIR, FEATURES_HEAD, features_file
 from .metrics import OOD_METRICS, accuracy
 
 #: logits variant -> head_normalized
 LOGITS = {"raw": False, "normalized": True}
+#: logits variant -> its name in printed labels (l2ood.detectors.label): "normalized" is the L2 model's own head
+VARIANT_LOGITS = {"raw": "raw", "normalized": "head"}
+
+
+def detector_label(name: str, variant: str = "raw") -> str:
+    """The printed name of detector ``name`` on the logits ``variant``: "MSP (Wz+b)" (raw), "MSP" (normalized)."""
+    if variant not in VARIANT_LOGITS:
+        raise ValueError(f"unknown logits {variant!r}; the variants are {sorted(VARIANT_LOGITS)}")
+    return label(name, VARIANT_LOGITS[variant])
 
 
 def load_features(run_dir, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:

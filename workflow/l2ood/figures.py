@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from .collapse import change_by_norm_group  # noqa: E402
 from .layout import HEADS  # noqa: E402
 from .outputs import load_outputs  # noqa: E402
-from .scores import head_logits, max_softmax, scaled_logits  # noqa: E402
+from .scores import head_logits, scaled_logits  # noqa: E402
 
 #: per head, in every figure: the colour of its boxes, points and curves
 HEAD_COLORS = {"l2": "tab:blue", "nol2": "tab:gray"}
@@ -130,22 +130,30 @@ def norm_bins(norms: np.ndarray, bins: int, binning: str) -> list[np.ndarray]:
     return [np.flatnonzero(which == b) for b in range(bins) if (which == b).any()]
 
 
-def accuracy_vs_norm(spec: dict):
-    """Figure 7: ID test accuracy against feature norm, the test images of every seed pooled.
+#: Figure 7's reading of the paper ("125 equal sized bins" of one model's test images); the spec's
+#: ``bins``, ``binning`` and ``pooled`` change it
+ACCURACY_BINS = {"bins": 125, "binning": "equal_count", "pooled": False}
 
-    The images are binned by norm (``binning``: ``equal_width``, the default, or ``equal_count``;
-    ``bins`` bins); per bin the accuracy with its 95% Wilson interval (top) and the number of
-    images and of errors (bottom, log scale). No rank correlation: with accuracy near 1 most bins
-    tie at 1.0 and a correlation over them says nothing.
+
+def accuracy_vs_norm(spec: dict):
+    """Figure 7: ID test accuracy against feature norm.
+
+    By default one model as the paper: the test images of the panel's seed (``seed``, default 0),
+    sorted by norm into ``bins`` bins of equal count (``ACCURACY_BINS``); ``binning: equal_width`` for
+    intervals of equal width in norm, ``pooled: true`` for the test images of every seed together.
+    Per bin the accuracy with its 95% Wilson interval (top) and the number of images and of errors
+    (bottom, log scale). No rank correlation: with accuracy near 1 most bins tie at 1.0 and a
+    correlation over them says nothing.
     """
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    bins, binning = int(spec.get("bins", 125)), spec.get("binning", "equal_width")
+    opts = {k: spec.get(k, v) for k, v in ACCURACY_BINS.items()}
+    bins, binning, pooled = int(opts["bins"]), opts["binning"], bool(opts["pooled"])
     n = len(spec["panels"])
     fig, grid = plt.subplots(2, n, figsize=(4.6 * n, 4.6), squeeze=False, sharex="col", sharey="row",
                              height_ratios=[3, 1.3], layout="constrained")  # fmt: skip
     for (ax, cax), p in zip(grid.T, spec["panels"]):
-        outs = [load_outputs(f) for f in p["id_outputs"]]
+        outs = [load_outputs(f) for f in (p["id_outputs"] if pooled else [p["outputs"][p["id"]]])]
         norms = np.concatenate([o["feature_norm"] for o in outs]).astype(np.float64)
         correct = np.concatenate([o["logits"].argmax(1) == o["labels"] for o in outs])
         groups = norm_bins(norms, bins, binning)
@@ -160,8 +168,8 @@ def accuracy_vs_norm(spec: dict):
                     elinewidth=0.8, alpha=0.9)  # fmt: skip
         ax.set_ylim(min(0.5, lo.min() - 0.02), 1.01)
         errors = int(len(norms) - correct.sum())
-        pooled = f"{len(outs)} seeds pooled" if len(outs) > 1 else "1 seed"
-        ax.set_title(f"{p['title']}: {pooled}, {len(norms):,} images, {errors} errors", fontsize="medium")
+        which = f"{len(outs)} seeds pooled" if pooled else f"seed {p['seed']}"
+        ax.set_title(f"{p['title']}: {which}, {len(norms):,} images, {errors} errors", fontsize="medium")
         ax.grid(alpha=0.3)
         width = np.diff(x).min() * 0.8 if len(x) > 1 else 1.0
         cax.bar(x, count, width=width, color=color, alpha=0.4, label="images")
@@ -270,58 +278,113 @@ def feature_change(spec: dict):
     return fig
 
 
+#: log(2^53): a top logit this far above the rest gives a float64 softmax of exactly 1.0
+SOFTMAX_AT_1 = 53 * np.log(2.0)
+
+
 def softmax_vs_norm(spec: dict):
-    """Figure 4: maximum softmax probability against feature norm, ID and one OoD set; a panel's
+    """Figure 4: the maximum softmax probability against feature norm, ID and one OoD set; a panel's
     ``scale`` divides the (unnormalized) features before the softmax ("tuned": the scale the
-    evaluation chose on test data, as Table 2)."""
-    fig, axes = _panels(len(spec["panels"]), sharey=True)
+    evaluation chose for that seed on test data, as Table 2).
+
+    The y-axis is what the scores rank, the probability's log-odds log(p / (1 - p)) (l2ood.scores),
+    labelled in p on the right; a dotted line where p is exactly 1.0 in float64 (only the log-odds
+    tell those images apart), and the share of ID images there in each panel.
+    """
+    from .detectors import msp_log_odds
+    from .evaluate import softmax_at_1
+
+    fig, axes = _panels(len(spec["panels"]), width=4.4)
     for ax, p in zip(axes, spec["panels"]):
         scale = p.get("scale")
         if scale == "tuned":
             scale = float(pd.read_csv(p["metrics"]).query("score == 'scaled_msp'")["scale"].iloc[0])
+        top, at_1 = -np.inf, None
         for d, color in zip(p["outputs"], DATASET_COLORS):
             out = load_outputs(p["outputs"][d])
-            y = max_softmax(scaled_logits(out, scale) if scale else head_logits(out))  # the probability itself
+            logits = scaled_logits(out, scale) if scale else head_logits(out)
+            y = msp_log_odds(logits)  # the score itself
+            top = max(top, y.max())
             ax.scatter(out["feature_norm"], y, s=2, alpha=0.4, color=color, label=spec["labels"][d])
+            if d == p["id"]:
+                at_1 = softmax_at_1(logits)
+        if top > SOFTMAX_AT_1:
+            ax.axhline(SOFTMAX_AT_1, color="tab:red", lw=0.8, ls=":", label="softmax = 1.0 (float64) above")
+        if at_1 is not None:
+            ax.text(0.98, 0.02, f"ID at softmax 1.0: {100 * at_1:.0f}%", transform=ax.transAxes, ha="right",
+                    va="bottom", fontsize="small")  # fmt: skip
         ax.set_xlabel("Feature norm ||z||")
-        ax.set_title(p["title"] + (f" (features / {scale:.3g})" if scale and scale != 1 else ""))
-        ax.legend(markerscale=5)
+        tuned = ", tuned" if p.get("scale") == "tuned" else ""
+        shown = scale and (scale != 1 or tuned)
+        ax.set_title(p["title"] + (f" (features / {scale:.3g}{tuned})" if shown else ""), fontsize="medium")
+        ax.legend(markerscale=5, fontsize="small", loc="upper left")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("Maximum softmax probability")
+        _probability_ticks(ax)
+    axes[0].set_ylabel("log(p / (1 - p)), p = maximum softmax")
     return fig
 
 
+def _probability_ticks(ax) -> None:
+    """A right axis naming the probability p of the left axis's log-odds: at round probabilities,
+    or, where fewer than two of them fall in a narrow range, at the left axis's ticks."""
+    lo, hi = ax.get_ylim()
+    ps = np.array([0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 1 - 1e-6, 1 - 1e-12])
+    y = np.log(ps / (1 - ps))
+    keep = (y >= lo) & (y <= hi)
+    if keep.sum() >= 2:
+        ticks, labels = [], []
+        for t, v in zip(y[keep], ps[keep]):
+            if not ticks or t - ticks[-1] > 0.06 * (hi - lo):  # apart enough to be read
+                ticks.append(t)
+                labels.append(f"{v:.12g}")
+    else:
+        ticks = np.array([t for t in ax.get_yticks() if lo <= t <= hi])
+        p = 1 / (1 + np.exp(-ticks))
+        digits = next((d for d in range(3, 10) if len({f"{v:.{d}g}" for v in p}) == len(p)), 10)  # tell ticks apart
+        labels = [f"{v:.{digits}g}" for v in p]
+    right = ax.twinx()
+    right.set_ylim(lo, hi)
+    right.set_yticks(ticks, labels, fontsize="small")
+    right.set_ylabel("p", fontsize="small")
+
+
+#: the detectors figure's metrics: (axis label, what a score that ignores its input gets)
+DETECTOR_METRICS = {"auroc": ("AUROC (%)", 50.0), "fpr95": ("FPR95 (%, ID positive)", 95.0),
+                    "fpr95_ood_positive": ("FPR@95 (%, OoD positive)", 95.0)}  # fmt: skip
+
+
 def detectors(spec: dict):
-    """Every post-hoc detector, No L2 and L2 side by side: one panel per OoD set (and per row's pair of
-    runs), a dot per seed, a bar at the mean; "*" above a detector whose L2 - No L2 bootstrap interval
-    (l2ood.stats.diff_ci) excludes 0. ``metric``: auroc (default), fpr95 or fpr95_ood_positive."""
+    """Every post-hoc detector, No L2 and L2 side by side: a row of panels per row's pair of runs, a
+    column per OoD set (one y-range per column, so a set's panels compare), a dot per seed, a bar at
+    the mean, a dashed line at chance (AUROC 50, FPR95 95); "*" above a detector whose L2 - No L2
+    interval (l2ood.stats.diff_ci) excludes 0. ``metric``: auroc (default), fpr95 or fpr95_ood_positive."""
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from .detectors import DETECTORS, LABELS
+    from .detectors import DETECTORS
+    from .evaluate_detectors import detector_label
     from .stats import diff_ci
     from .tables import ood_columns
 
     metric = spec.get("metric", "auroc")
-    names_of = {"auroc": "AUROC (%)", "fpr95": "FPR95 (%, ID positive)",
-                "fpr95_ood_positive": "FPR@95 (%, OoD positive)"}  # fmt: skip
-    if metric not in names_of:
-        raise ValueError(f"detectors figure: metric must be one of {sorted(names_of)}, got {metric!r}")
+    if metric not in DETECTOR_METRICS:
+        raise ValueError(f"detectors figure: metric must be one of {sorted(DETECTOR_METRICS)}, got {metric!r}")
+    ylabel, chance = DETECTOR_METRICS[metric]
     m = pd.concat([pd.read_csv(f) for fs in spec["metrics"].values() for f in fs], ignore_index=True)
-    m = m[m.logits == spec.get("logits", "raw")]
+    logits = spec.get("logits", "raw")
+    m = m[m.logits == logits]
     names = spec.get("detectors") or [d for d in DETECTORS if d in set(m.detector)]
     oods = ood_columns(spec)
     rows = spec["rows"]
-    ncols = min(len(oods), 2)
-    per_pair = -(-len(oods) // ncols)  # grid rows per pair of runs: each pair starts a new row
-    nrows = len(rows) * per_pair
-    width = max(6.0, 0.55 * len(names) + 1.5)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.6 * nrows), squeeze=False, layout="constrained")
+    width = max(4.5, 0.45 * len(names) + 1.2)
+    fig, axes = plt.subplots(len(rows), len(oods), figsize=(width * len(oods), 3.6 * len(rows)), squeeze=False,
+                             sharey="col", layout="constrained")  # fmt: skip
     rng = np.random.default_rng(0)  # the dots' horizontal jitter only
     x = np.arange(len(names))
-    flat = list(axes.ravel())
     for r, pair in enumerate(rows):
         for i, (key, ds) in enumerate(oods):
-            ax = flat[r * per_pair * ncols + i]
+            ax = axes[r, i]
+            ax.axhline(chance, color="black", lw=0.8, ls="--", alpha=0.7)
             tops = []
             for h, dx in zip(("nol2", "l2"), (-0.2, 0.2)):
                 colour = _for_head(HEAD_COLORS, h)
@@ -338,21 +401,19 @@ def detectors(spec: dict):
                     continue
                 top = max(v for k, v in tops if k == j)
                 ax.annotate("*", (j, top), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=12)
-            ax.set_xticks(x, [LABELS[n] for n in names], rotation=40, ha="right")
+            ax.set_xticks(x, [detector_label(n, logits) for n in names], rotation=40, ha="right")
             ax.set_xlim(-0.6, len(names) - 0.4)
-            ax.set_ylabel(names_of[metric])
+            ax.set_ylabel(ylabel)
             title = spec["labels"].get(ds, ds)
             ax.set_title(title if len(rows) == 1 else f"{pair['label']}: {title}")
             ax.grid(axis="y", alpha=0.3)
             ax.margins(y=0.12)
-    for r in range(len(rows)):
-        for ax in flat[r * per_pair * ncols + len(oods) : (r + 1) * per_pair * ncols]:
-            ax.set_visible(False)
     n_seeds = m.groupby("run").seed.nunique()
     handles = [Patch(color=_for_head(HEAD_COLORS, h), label=f"{HEADS[h]} ({n_seeds.get(rows[0][h], 0)} seeds)")
                for h in ("nol2", "l2")]  # fmt: skip
+    handles.append(Line2D([], [], color="black", lw=0.8, ls="--", label=f"chance ({chance:g})"))
     handles.append(Patch(color="none", label="dot: one seed, bar: mean;  *: 95% interval of L2 - No L2 excludes 0"))
-    fig.legend(handles=handles, loc="outside upper center", ncols=3, frameon=False)
+    fig.legend(handles=handles, loc="outside upper center", ncols=4, frameon=False)
     return fig
 
 

@@ -19,7 +19,7 @@ stays finite and distinct where the probability has rounded to exactly 1.0 (a lo
 
 import numpy as np
 
-from .detectors import logsumexp, msp_log_odds
+from .detectors import label, logsumexp, msp_log_odds
 from .layout import HEADS
 
 
@@ -110,13 +110,15 @@ SCORES = {
     "energy": energy,
 }
 
+#: score -> printed name, by the one naming rule of ``l2ood.detectors.label``: "MSP" is the head's own
+#: logits' MSP in every table, a "(Wz+b)" name reads W z + b.
 LABELS = {
-    "feature_norm": "Feature norm",
-    "logit_norm_raw": "Logit norm (Wz+b)",
-    "logit_norm_head": "Logit norm (head)",
-    "max_logit_raw": "MaxLogit (Wz+b)",
-    "max_logit_head": "MaxLogit (head)",
-    "msp": "MSP",
-    "energy": "Energy",
-    "scaled_msp": "Scaled softmax",
+    "feature_norm": label("feature_norm"),
+    "logit_norm_raw": label("logit_norm", "raw"),
+    "logit_norm_head": label("logit_norm", "head"),
+    "max_logit_raw": label("max_logit", "raw"),
+    "max_logit_head": label("max_logit", "head"),
+    "msp": label("msp", "head"),
+    "energy": label("energy", "head"),
+    "scaled_msp": "Scaled softmax",  # W (z / scale) + b: a logits of its own, named by the scale
 }

@@ -265,8 +265,23 @@ def norm_vs_scaled_softmax(spec: dict) -> Table:
     groups = [("Method", 1)] + [(_label(spec, ds), 2) for _, ds in oods]
     header = ["Method"] + ["Norm", "SM"] * len(oods)
     note = ("AUROC / FPR95 (%). SM: maximum softmax of the features scaled down by a factor tuned on the "
-            f"test data (ID and OoD: {tuned_on(cells.metrics, spec)}) for the best mean AUROC, as the paper did.")  # fmt: skip
+            f"test data (ID and OoD: {tuned_on(cells.metrics, spec)}) for the best mean AUROC, as the paper did, "
+            f"each seed on its own; {scales_note(cells.metrics, spec)}")  # fmt: skip
     return _render(spec, cells, groups, header, rows, note)
+
+
+def scales_note(metrics: pd.DataFrame, spec: dict) -> str:
+    """The scales the table's seeds chose and the largest share of a seed's ID images whose softmax at
+    that scale is exactly 1.0 in float64 (``id_softmax_at_1``), which only the log-odds score ranks."""
+    runs = [r["run"] for r in spec["rows"]]
+    sm = metrics[(metrics.score == "scaled_msp") & metrics.run.isin(runs)]
+    if sm.empty:
+        return "no scale recorded."
+    text = f"scales chosen {sm.scale.min():.3g} to {sm.scale.max():.3g}"
+    if "id_softmax_at_1" in sm and sm.id_softmax_at_1.notna().any():
+        text += (f"; scored as the log-odds of the probability, which also ranks the ID images whose softmax is "
+                 f"exactly 1.0 in float64 (at most {pct(sm.id_softmax_at_1.max())}% of a seed's)")  # fmt: skip
+    return text + "."
 
 
 def tuned_on(metrics: pd.DataFrame, spec: dict) -> str:
@@ -362,16 +377,18 @@ def _detectors(spec: dict, m: pd.DataFrame) -> list[str]:
     return names
 
 
-def _detector_label(name: str) -> str:
-    from .detectors import LABELS
+def _detector_label(name: str, spec: dict) -> str:
+    from .evaluate_detectors import detector_label
 
-    return LABELS.get(name, name)
+    return detector_label(name, spec.get("logits", "raw"))
 
 
 def _logits_note(spec: dict) -> str:
+    """What the detectors' logits were (the row labels say it as l2ood.detectors.label does)."""
     if spec.get("logits", "raw") == "raw":
-        return "Logits W z + b from the raw features, for the L2 models too (normalization off at test time)."
-    return "Logits W z/||z|| + b, as the L2 models compute them."
+        return ("(Wz+b): logits W z + b from the raw features, for the L2 models too (normalization off at test "
+                "time), not the L2 head's own W z/||z|| + b (which the demo table's MSP reads).")  # fmt: skip
+    return "Logits W z/||z|| + b, as the L2 models compute them (No L2 models: n/a)."
 
 
 def _diff(cells: Cells, row: str, column: str, metric: str, l2: pd.Series, nol2: pd.Series, **where) -> str:
@@ -400,12 +417,14 @@ def _sections(spec, cells: Cells, sections: list[tuple[str, list, list, list]], 
         tex += _latex(groups, header, rows, f"{spec['caption']} {name} (%).")
         pages.append(f"<p><i>{html.escape(name)}</i> (%)</p>\n" + html_table(groups, header, rows))
     text += f"\n{note} {cells.seeds_note()}\n"
-    return Table(cells.frame(), text, tex, html_page(spec.get("title", "Table"), spec["caption"], pages,
-                                                      f"{note} {cells.seeds_note()}"))  # fmt: skip
+    tidy = cells.frame().assign(logits=spec.get("logits", "raw"))  # the detectors' logits variant, as labelled
+    page = html_page(spec.get("title", "Table"), spec["caption"], pages, f"{note} {cells.seeds_note()}")
+    return Table(tidy, text, tex, page)
 
 
-def _row_label(pair: dict, name: str, pairs: int) -> str:
-    return _detector_label(name) if pairs == 1 else f"{pair['label']}: {_detector_label(name)}"
+def _row_label(spec: dict, pair: dict, name: str) -> str:
+    label = _detector_label(name, spec)
+    return label if len(spec["rows"]) == 1 else f"{pair['label']}: {label}"
 
 
 def detectors(spec: dict) -> Table:
@@ -419,7 +438,7 @@ def detectors(spec: dict) -> Table:
         rows = []
         for pair in spec["rows"]:
             for name in names:
-                label = _row_label(pair, name, len(spec["rows"]))
+                label = _row_label(spec, pair, name)
                 line = [label]
                 for key, ds in oods:
                     per_head = {h: cells.select(pair[h], name, ds) for h in HEAD_ORDER}
@@ -450,7 +469,7 @@ def openood(spec: dict) -> Table:
         rows = []
         for pair in spec["rows"]:
             for name in names:
-                base = _row_label(pair, name, len(spec["rows"]))
+                base = _row_label(spec, pair, name)
                 avg = {}
                 lines = {h: [f"{base} ({HEADS[h]})"] for h in HEAD_ORDER}
                 for h in HEAD_ORDER:
