@@ -8,18 +8,18 @@ per seed (an AUROC, an FPR95, an accuracy) and never pools images across seeds.
 sample variances (ddof=1), df by Welch-Satterthwaite. ``excludes_zero`` (the tables' and figures'
 star) flags an interval entirely above or below 0, the same as Welch's test giving p < alpha.
 
-Why Welch's t: the two heads' seeds are separate models (two independent samples, not pairs), their
-spreads differ (an L2 model's AUROC varies more over seeds than a No L2 one's, or less), and the
-studies have 3 to 15 seeds a head. The t quantile pays for estimating the spread from so few
-seeds; the percentile bootstrap this replaced does not (it draws from the 3 observed seeds as if
-they were the population, so its interval is too narrow): on simulated seeds with no true
-difference (both heads N(0, 1)) it excluded 0 in about 20% of cases at 3 seeds a head, 12% at 5
-and 7% at 15, where Welch's interval does in 3.5%, 4.3% and 5.0% (``benchmarks/interval_error_rates.py``;
-tests/test_stats.py holds the rate under 7%). An exact permutation test would need no normality,
-but at 3 vs 3 seeds it has only C(6, 3) = 20 splits, so its smallest two-sided p is 2/20 = 0.1:
-it could never star a 3-seed row. Welch's interval assumes each head's per-seed numbers are
-roughly normal; with 3 seeds nothing can check that, which is one more reason to read a star as
-"unlikely to be seed noise", not as proof.
+Why Welch's t: the two heads' seeds are separate models (two independent samples, not pairs),
+their spreads need not be equal (different heads, different training), and the studies have 3 to
+15 seeds a head. The t quantile pays for estimating the spread from so few seeds; the percentile
+bootstrap this replaced does not (it resamples the 3 observed seeds as if they were the
+population, so its interval is too narrow): on simulated seeds with no true difference (both heads
+N(0, 1)) it excluded 0 in 20% of cases at 3 seeds a head, 12% at 5 and 6% at 15, where Welch's
+interval does in 3.8%, 3.9% and 4.6% (``benchmarks/interval_error_rates.py``, quoted in
+docs/statistics.md; tests/test_stats.py holds the rate at or under 7%). An exact permutation test
+would need no normality, but at 3 vs 3 seeds it has only C(6, 3) = 20 splits, so its smallest
+two-sided p is 2/20 = 0.1: it could never star a 3-seed row. Welch's interval assumes each head's
+per-seed numbers are roughly normal; with 3 seeds nothing can check that, one more reason to read
+a star as "unlikely to be seed noise", not as proof.
 
 No interval, so no star, where it cannot be estimated: a head with one seed (no spread to
 estimate), or both heads' seeds each the same number (zero spread: a zero-width interval would
