@@ -19,7 +19,8 @@ from workflow_files import copy_workflow
 
 CELL = re.compile(r"^(\d{1,3}\.\d{1,2})†? / (\d{1,3}\.\d{1,2})$")  # "97.4 / 14.8", "98.6 / 7.80", "41.2† / 90.1"
 MEAN_STD = re.compile(r"^\d{1,3}\.\d{1,2}( ± \d{1,3}\.\d{1,2})?$")  # "97.4 ± 0.5"
-DIFF = re.compile(r"^[+-]\d{1,3}\.\d( \[-?\d{1,3}\.\d, -?\d{1,3}\.\d\]( \*)?)?$")  # "+7.6 [5.1, 9.8] *"
+# "+7.6 [5.1, 9.8] *"; a starred bound that would round to 0 gets more decimals: "+6.3 [0.04, 12.6] *"
+DIFF = re.compile(r"^[+-]\d{1,3}\.\d( \[-?\d{1,3}\.\d{1,4}, -?\d{1,3}\.\d{1,4}\]( \*)?)?$")
 
 pytestmark = pytest.mark.slow
 

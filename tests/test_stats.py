@@ -99,6 +99,14 @@ def test_one_seed_has_no_interval():
     assert ci.format() == "+9.0"
 
 
+def test_a_starred_bound_never_prints_as_zero():
+    # the demo's logit norm: +6.3 [0.0, 12.6] * read as a star on an interval touching 0
+    ci = S.DiffCI(0.063, 0.0004, 0.126, 3, 3, 0.95)
+    assert ci.excludes_zero and ci.format() == "+6.3 [0.04, 12.6] *"
+    assert S.DiffCI(-0.05, -0.1, -0.00004, 3, 3, 0.95).format() == "-5.0 [-10.0, -0.004] *"
+    assert S.DiffCI(0.05, -0.0004, 0.1, 3, 3, 0.95).format() == "+5.0 [-0.0, 10.0]"  # not starred: as rounded
+
+
 def test_no_spread_has_no_interval():
     # both heads the same number on every seed: se 0, and a zero-width interval would claim certainty
     ci = S.diff_ci([0.9, 0.9, 0.9], [0.8, 0.8, 0.8])

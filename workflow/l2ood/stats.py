@@ -95,8 +95,18 @@ class DiffCI:
         d = f"{scale * self.diff:+.{digits}f}"
         if np.isnan(self.low):
             return d
-        ci = f"{d} [{scale * self.low:.{digits}f}, {scale * self.high:.{digits}f}]"
+        ci = f"{d} [{self._bound(self.low, digits, scale)}, {self._bound(self.high, digits, scale)}]"
         return ci + " *" if self.excludes_zero else ci
+
+    def _bound(self, x: float, digits: int, scale: float) -> str:
+        """A bound as text; one that excludes 0 but would print as 0.0 gets more decimals ("0.04"), so a
+        starred interval never reads [0.0, 12.6]."""
+        text = f"{scale * x:.{digits}f}"
+        extra = 0
+        while self.excludes_zero and float(text) == 0 and extra < 3:
+            extra += 1
+            text = f"{scale * x:.{digits + extra}f}"
+        return text
 
 
 def diff_ci(l2, nol2, confidence: float = 0.95) -> DiffCI:
