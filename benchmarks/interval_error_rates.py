@@ -51,7 +51,8 @@ def main():
         args.draws, args.resamples = 200, 1000
     rng = np.random.default_rng(0)
     se = math.sqrt(0.05 * 0.95 / args.draws)
-    print(f"{args.draws} simulated studies per row, no true difference; nominal rate 5% (a true 5% reads 5% ± {se:.1%})")
+    print(f"{args.draws} simulated studies per row, no true difference; nominal rate 5%", end=" ")
+    print(f"(a true 5% reads 5% ± {se:.1%})")
     print(f"bootstrap: percentile, {args.resamples} resamples; Welch: l2ood.stats.diff_ci")
     print()
     print("| seeds a head | spreads (L2, No L2) | bootstrap excludes 0 | Welch excludes 0 | min p, permutation |")

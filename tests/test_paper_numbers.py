@@ -232,8 +232,8 @@ def test_t_test_against_scipy_by_hand():
     from scipy.stats import ttest_1samp
 
     seeds = [96.1, 95.9, 96.3, 96.0, 96.2]  # mean 96.1, sd sqrt(0.1 / 4) = 0.158, se 0.0707
-    paper = pd.DataFrame([("table4", "VGG16", "svhn/l2", "auroc", "95.8"), ("table4", "VGG16", "svhn/nol2", "auroc", "96.0"),
-                          ("table4", "VGG16", "cifar100/l2", "auroc", "96.15")], columns=[*KEYS, "printed"])  # fmt: skip
+    cells = [("svhn/l2", "95.8"), ("svhn/nol2", "96.0"), ("cifar100/l2", "96.15")]
+    paper = pd.DataFrame([("table4", "VGG16", c, "auroc", v) for c, v in cells], columns=[*KEYS, "printed"])
     paper = paper.assign(value=paper.printed.astype(float), note="")
     rep = pd.DataFrame([(*k, 96.1, pd.Series(seeds).std(), 5) for k in paper[KEYS].itertuples(index=False)],
                        columns=[*KEYS, "value", "std", "n_seeds"])  # fmt: skip

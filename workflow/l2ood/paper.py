@@ -161,7 +161,8 @@ def compare(paper_df: pd.DataFrame, reproduced_df: pd.DataFrame) -> pd.DataFrame
     dup = reproduced_df[reproduced_df.duplicated(KEYS, keep=False)]
     if len(dup):
         raise ValueError(f"reproduced numbers: the same (table,row,column,metric) twice:\n{dup.head().to_string()}")
-    rep = reproduced_df.reindex(columns=[*KEYS, "value", "std", "n_seeds", "stat"]).rename(columns={"value": "reproduced"})
+    rep = reproduced_df.reindex(columns=[*KEYS, "value", "std", "n_seeds", "stat"])
+    rep = rep.rename(columns={"value": "reproduced"})
     rep["stat"] = rep["stat"].fillna("mean")
     out = paper_df.rename(columns={"value": "paper"}).merge(rep, on=KEYS, how="left")
     out["difference"] = out.reproduced - out.paper
@@ -284,7 +285,7 @@ def compare_markdown(df: pd.DataFrame) -> str:
              "prints a seed range (Table 3's Min and Max), whether the reproduced mean lies inside it; "
              "elsewhere |difference| in units of sd (with 15 seeds, 2 sd is 7.7 standard errors of the mean). "
              "t test (is the paper's number distinguishable from our mean?): two-sided one-sample t test of "
-             f"the reproduced seeds against the paper's number, allowing for its rounding (a printed 97.4 is "
+             "the reproduced seeds against the paper's number, allowing for its rounding (a printed 97.4 is "
              f"97.35-97.45); distinguishable where p < {ALPHA:g}; the paper's own seed noise is unknown, so a "
              "distinguishable number may still be one the paper's seeds could give. n/a = not reproduced "
              "(Table 1's other methods).")  # fmt: skip
@@ -306,8 +307,8 @@ def compare_markdown(df: pd.DataFrame) -> str:
             diff = "" if pd.isna(r.difference) else f"{r.difference:+.{d}f}"
             sd = "" if pd.isna(r.std) else f"{r.std:.{d}f}"
             units = "" if pd.isna(r.sd_units) else f"{r.sd_units:+.1f}"
-            t, p = ("", "") if pd.isna(r.t) else (f"{r.t:+.1f}", f"{r.p:.2g}")
-            cells = [r.row, r.column, r.metric, r.printed, rep, diff, sd, units, r.verdict, t, p, r.t_test,
+            t_text, p_text = ("", "") if pd.isna(r.t) else (f"{r.t:+.1f}", f"{r.p:.2g}")
+            cells = [r.row, r.column, r.metric, r.printed, rep, diff, sd, units, r.verdict, t_text, p_text, r.t_test,
                      str(r.note or "")]  # fmt: skip
             rows.append([c.replace("|", "\\|") for c in cells])
         header = ["row", "column", "metric", "paper", "reproduced", "difference", "sd", "difference / sd",
