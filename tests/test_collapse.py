@@ -49,6 +49,11 @@ def test_equinormality_by_hand():
     assert C.equinormality(feats, labels) == pytest.approx(0.0)
     feats3 = np.array([[1.0, 0], [0, 1.0], [-4.0, -4.0]])
     assert C.equinormality(feats3, np.arange(3)) > 0.3
+    # four classes at (+-1, 0), (0, +-3): centred norms 1, 1, 3, 3, mean 2; the sample std (ddof=1, as
+    # Papyan et al.'s torch.std) is sqrt((1 + 1 + 1 + 1) / 3), so cv = sqrt(4/3) / 2 = 1/sqrt(3) = 0.577
+    # (ddof=0 would give 1 / 2)
+    feats4 = np.array([[1.0, 0], [-1.0, 0], [0, 3.0], [0, -3.0]])
+    assert C.equinormality(feats4, np.arange(4)) == pytest.approx(1 / np.sqrt(3))
 
 
 def test_feature_change_groups():

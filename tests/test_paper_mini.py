@@ -19,7 +19,8 @@ from workflow_files import copy_workflow
 
 CELL = re.compile(r"^(\d{1,3}\.\d{1,2})†? / (\d{1,3}\.\d{1,2})$")  # "97.4 / 14.8", "98.6 / 7.80", "41.2† / 90.1"
 MEAN_STD = re.compile(r"^\d{1,3}\.\d{1,2}( ± \d{1,3}\.\d{1,2})?$")  # "97.4 ± 0.5"
-DIFF = re.compile(r"^[+-]\d{1,3}\.\d( \[-?\d{1,3}\.\d, -?\d{1,3}\.\d\]( \*)?)?$")  # "+7.6 [5.1, 9.8] *"
+# "+7.6 [5.1, 9.8] *"; a starred bound that would round to 0 gets more decimals: "+6.3 [0.04, 12.6] *"
+DIFF = re.compile(r"^[+-]\d{1,3}\.\d( \[-?\d{1,3}\.\d{1,4}, -?\d{1,3}\.\d{1,4}\]( \*)?)?$")
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +105,12 @@ def test_paper_vs_reproduced(paper):
     assert df.verdict.notna().all() and (df[df.reproduced.isna()].verdict == "not reproduced").all()
     assert set(df[df.table == "table3"].verdict.dropna()) - {"not reproduced"}  # judged
     md = (paper / "results/paper/tables/paper_vs_reproduced.md").read_text()
-    assert "| difference / sd | verdict | note |" in md
+    assert "| difference / sd | spread verdict | t | p | t test (95%) | note |" in md
+    # the t test of each reproduced mean (2 seeds here); Table 3's Min and Max rows are not means
+    assert set(ours.t_test) <= {"distinguishable", "not distinguishable", "not tested: no spread over seeds",
+                                "not tested: a min, not a mean", "not tested: a max, not a mean"}  # fmt: skip
+    assert (ours[ours.row.isin(["Min", "Max"]) & (ours.table == "table3")].t_test.str.startswith("not tested")).all()
+    assert ours.t_test.isin(["distinguishable", "not distinguishable"]).any()
     summary = md.split("## Summary", 1)[1].split("## Table", 1)[0]
     assert [line.split(":")[0] for line in summary.split("\n") if line.startswith("- ")] == [
         f"- Table {i}" for i in range(1, 9)

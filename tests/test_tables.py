@@ -67,3 +67,33 @@ def test_html_page_has_both_header_rows_and_every_cell(spec):
     assert "<td>85.0 ± 7.1<br>15.0 ± 7.1</td>" in t.html
     for number in re.findall(r"\d+\.\d", t.markdown.split("\n\n")[1]):
         assert number in t.html
+
+
+def test_differences_are_welch_intervals_named_in_every_format(spec, tmp_path):
+    # by hand (tests/test_stats.py): L2 [90, 92, 94] - No L2 [80, 80, 83] = +11.0, se sqrt(7/3), df 3.92 -> [6.7, 15.3]
+    spec["metrics"] = metrics_files(tmp_path, {"a": [0.80, 0.80, 0.83], "b": [0.90, 0.92, 0.94]})
+    t = render_table({**spec, "diff": True})
+    diff = next(line for line in t.markdown.split("*L2 - No L2")[1].splitlines() if line.startswith("| Net"))
+    assert diff.split("|")[2].strip() == "+11.0 [6.7, 15.3] * / -11.0 [-15.3, -6.7] *"
+    # accuracy 90, 91, 92 for both heads: se sqrt(2/3), df 4, t 2.776 -> +-2.3, no star
+    assert diff.split("|")[3].strip() == "+0.0 [-2.3, 2.3]"
+    row = t.tidy.query("column == 'near/diff' and metric == 'auroc'").iloc[0]
+    assert (round(row.low, 1), round(row.high, 1)) == (6.7, 15.3) and row.excludes_zero
+    for text in (t.markdown, t.latex.replace(r"\%", "%"), t.html.replace("&#x27;", "'")):
+        assert "95% Welch's t interval" in text and "bootstrap" not in text
+        assert "no interval and no star where a head has one seed" in text
+
+
+def test_one_seed_has_no_std(spec, tmp_path):
+    # one seed: the CSV's std is empty (NaN, as l2ood.stats.mean_std), not a 0.0 that reads as "no spread"
+    spec["metrics"] = metrics_files(tmp_path, {"a": [0.40], "b": [0.80]})
+    t = render_table({**spec, "std": True})
+    assert cells(t.markdown)[2] == "80.0 / 20.0"
+    row = t.tidy.query("column == 'near/l2' and metric == 'auroc'").iloc[0]
+    assert row.n_seeds == 1 and pd.isna(row["std"]) and row["mean"] == pytest.approx(80.0)
+
+
+def test_a_missing_number_is_an_error_naming_its_cell(spec, tmp_path):
+    spec["metrics"] = metrics_files(tmp_path, {"a": [0.40, float("nan")], "b": [0.80, 0.90]})
+    with pytest.raises(ValueError, match=r"'Net', column 'near/nol2', auroc of .*'run': 'a'.*NaN"):
+        render_table(spec)

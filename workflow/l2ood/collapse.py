@@ -32,10 +32,15 @@ def nc1(features: np.ndarray, labels: np.ndarray) -> float:
 
 
 def equinormality(features: np.ndarray, labels: np.ndarray) -> float:
-    """Eq. 3: coefficient of variation of ||u_c - u_G|| over classes; 0 when equinormal."""
+    """Eq. 3: coefficient of variation of ||u_c - u_G|| over classes; 0 when equinormal.
+
+    std_c is the sample standard deviation (ddof=1), as Papyan et al.'s code computes it
+    (``torch.std(M_norms) / torch.mean(M_norms)``, torch's default unbiased std); the paper's Eq. 3
+    says only "standard deviation". For C classes it is sqrt(C / (C - 1)) times the ddof=0 value
+    (1.054 for CIFAR-10, 1.005 for CIFAR-100)."""
     means, mu_g = class_means(np.asarray(features, dtype=np.float64), labels)
     norms = np.linalg.norm(means - mu_g, axis=1)
-    return float(norms.std() / norms.mean())
+    return float(norms.std(ddof=1) / norms.mean())
 
 
 def equiangularity(features: np.ndarray, labels: np.ndarray) -> float:

@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .stats import one_sample_t
 from .tables import markdown_table
 
 KEYS = ["table", "row", "column", "metric"]
@@ -132,25 +133,37 @@ def _cell(table: str, row: str, key: str, text: str) -> list[dict]:
 
 #: sd-unit thresholds of the verdicts: within 1 sd, within 2 sd, beyond
 SD_LEVELS = (1.0, 2.0)
+#: the t test's level: "distinguishable" where p < ALPHA (95% confidence)
+ALPHA = 0.05
+#: ``t_test`` values: the paper's number against the reproduced mean (``mean_test``)
+DISTINGUISHABLE, NOT_DISTINGUISHABLE = "distinguishable", "not distinguishable"
 #: rows of a table that prints a seed spread: the Mean row is judged against the Min..Max range
 SPREAD_ROWS = ("Min", "Max", "Mean")
 
 
 def compare(paper_df: pd.DataFrame, reproduced_df: pd.DataFrame) -> pd.DataFrame:
-    """Each paper number beside the reproduced one, with a verdict: columns KEYS, printed, paper,
+    """Each paper number beside the reproduced one, with two verdicts: columns KEYS, printed, paper,
     reproduced, difference (reproduced - paper, percent points), std and n_seeds (of the reproduced
     seeds), sd_units (difference / std), paper_min and paper_max (the paper's seed range, for the
-    Mean row of a table that prints Min and Max rows: Table 3), verdict, note. One row per paper
-    number, in the paper's order; reproduced is NaN where nothing was reproduced (Table 1's other
-    methods).
+    Mean row of a table that prints Min and Max rows: Table 3), verdict, t, p, t_test, note. One row
+    per paper number, in the paper's order; reproduced is NaN where nothing was reproduced (Table 1's
+    other methods).
 
-    ``reproduced_df`` has the KEYS and ``value`` (percent), optionally ``std`` (percent) and
-    ``n_seeds``. A reproduced number that matches no paper number (a misspelt row label, say) gives
-    a warning naming it. The verdicts are ``verdict``'s."""
+    Two questions, two verdicts. ``verdict`` (``verdict``'s): is the paper's number like one of our
+    seeds (the spread of the seeds: with 15 seeds "within 2 sd" allows 2 sqrt(15) = 7.7 standard
+    errors of the mean)? ``t_test`` (``mean_test``'s): is the paper's number statistically
+    distinguishable from our mean (one-sample t with the seeds, 95%)?
+
+    ``reproduced_df`` has the KEYS and ``value`` (percent), optionally ``std`` (percent, ddof=1),
+    ``n_seeds`` and ``stat`` (mean, min, max: only a mean is t-tested; without ``stat`` every value
+    is a mean). A reproduced number that matches no paper number (a misspelt row label, say) gives
+    a warning naming it."""
     dup = reproduced_df[reproduced_df.duplicated(KEYS, keep=False)]
     if len(dup):
         raise ValueError(f"reproduced numbers: the same (table,row,column,metric) twice:\n{dup.head().to_string()}")
-    rep = reproduced_df.reindex(columns=[*KEYS, "value", "std", "n_seeds"]).rename(columns={"value": "reproduced"})
+    rep = reproduced_df.reindex(columns=[*KEYS, "value", "std", "n_seeds", "stat"])
+    rep = rep.rename(columns={"value": "reproduced"})
+    rep["stat"] = rep["stat"].fillna("mean")
     out = paper_df.rename(columns={"value": "paper"}).merge(rep, on=KEYS, how="left")
     out["difference"] = out.reproduced - out.paper
     extra = rep.merge(paper_df[KEYS], on=KEYS, how="left", indicator=True).query("_merge == 'left_only'")
@@ -164,8 +177,36 @@ def compare(paper_df: pd.DataFrame, reproduced_df: pd.DataFrame) -> pd.DataFrame
         units = out.difference / out["std"]
     out["sd_units"] = np.where((out["std"] == 0) & (out.difference == 0), 0.0, units)
     out["verdict"] = [verdict(r) for r in out.itertuples()]
+    tests = [mean_test(r) for r in out.itertuples()]
+    out["t"] = [np.nan if t is None else t.t for t, _ in tests]
+    out["p"] = [np.nan if t is None else t.p for t, _ in tests]
+    out["t_test"] = [text for _, text in tests]
     cols = ["printed", "paper", "reproduced", "difference", "std", "n_seeds", "sd_units", "paper_min", "paper_max"]
-    return out[[*KEYS, *cols, "verdict", "note"]]
+    return out[[*KEYS, *cols, "verdict", "t", "p", "t_test", "note"]]
+
+
+def mean_test(r):
+    """Whether the paper's number is distinguishable from the reproduced mean (``r`` a row of
+    ``compare``'s frame): (``l2ood.stats.OneSampleT`` or None, text).
+
+    A two-sided one-sample t test of the reproduced seeds against the paper's number (``p`` as
+    ``scipy.stats.ttest_1samp`` on the seeds), allowing for the paper's rounding: a printed "97.4"
+    stands for [97.35, 97.45], and the test is against the nearest point of that range. The
+    paper's own seed noise is unknown (it prints no std), so this asks whether the paper's number
+    is within our mean's sampling error, not whether the two studies differ. Text: "distinguishable"
+    (p < ALPHA), "not distinguishable", or "not tested: ..." (not reproduced, a min or max, one
+    seed, no spread)."""
+    if pd.isna(r.reproduced):
+        return None, "not reproduced"
+    if r.stat != "mean":
+        return None, f"not tested: a {r.stat}, not a mean"
+    n = 1 if pd.isna(r.n_seeds) else int(r.n_seeds)
+    if n < 2 or pd.isna(r.std):
+        return None, "not tested: one seed"
+    test = one_sample_t(r.reproduced, r.std, n, r.paper, tolerance=0.5 * 10.0 ** -_decimals(r.printed))
+    if test is None:
+        return None, "not tested: no spread over seeds"
+    return test, DISTINGUISHABLE if test.distinguishable(ALPHA) else NOT_DISTINGUISHABLE
 
 
 def _paper_spread(paper_df: pd.DataFrame) -> pd.DataFrame:
@@ -202,7 +243,8 @@ def verdict(r) -> str:
 
 
 def summaries(df: pd.DataFrame) -> dict[str, str]:
-    """One line per table, e.g. "Table 4: 38 of 42 numbers within 2 sd (30 within 1 sd)"."""
+    """One line per table with both verdicts, e.g. "Table 4: 38 of 42 numbers within 2 sd (30 within 1
+    sd); t test: the paper's number distinguishable from the reproduced mean for 12 of 42 means (p < 0.05)"."""
     out = {}
     for table, t in df.groupby("table", sort=False):
         v = t.verdict
@@ -222,6 +264,10 @@ def summaries(df: pd.DataFrame) -> dict[str, str]:
             parts.append(f"{(v == 'one seed, no sd').sum()} from one seed, not judged")
         if (v == "not reproduced").any():
             parts.append(f"{(v == 'not reproduced').sum()} of {len(t)} not reproduced")
+        tested = t.t_test.isin([DISTINGUISHABLE, NOT_DISTINGUISHABLE])
+        if tested.any():
+            parts.append(f"t test: the paper's number distinguishable from the reproduced mean for "
+                         f"{(t.t_test == DISTINGUISHABLE).sum()} of {tested.sum()} means (p < {ALPHA:g})")  # fmt: skip
         out[table] = f"{table.replace('table', 'Table ')}: " + "; ".join(parts)
     return out
 
@@ -235,9 +281,14 @@ def compare_markdown(df: pd.DataFrame) -> str:
     reproduced value and the difference rounded to the printed number's decimals."""
     lines = summaries(df)
     intro = ("Percent; difference = reproduced - paper; sd = the standard deviation of the reproduced seeds. "
-             "Verdict: where the paper prints a seed range (Table 3's Min and Max), whether the reproduced "
-             "mean lies inside it; elsewhere |difference| in units of sd. n/a = not reproduced (Table 1's "
-             "other methods).")  # fmt: skip
+             "Two verdicts. Spread verdict (is the paper's number like one of our seeds?): where the paper "
+             "prints a seed range (Table 3's Min and Max), whether the reproduced mean lies inside it; "
+             "elsewhere |difference| in units of sd (with 15 seeds, 2 sd is 7.7 standard errors of the mean). "
+             "t test (is the paper's number distinguishable from our mean?): two-sided one-sample t test of "
+             "the reproduced seeds against the paper's number, allowing for its rounding (a printed 97.4 is "
+             f"97.35-97.45); distinguishable where p < {ALPHA:g}; the paper's own seed noise is unknown, so a "
+             "distinguishable number may still be one the paper's seeds could give. n/a = not reproduced "
+             "(Table 1's other methods).")  # fmt: skip
     out = ["# Paper vs reproduced", "", intro, "", "## Summary", ""]
     out += [f"- {line}" for line in lines.values()] + [""]
     for table, t in df.groupby("table", sort=False):
@@ -256,9 +307,11 @@ def compare_markdown(df: pd.DataFrame) -> str:
             diff = "" if pd.isna(r.difference) else f"{r.difference:+.{d}f}"
             sd = "" if pd.isna(r.std) else f"{r.std:.{d}f}"
             units = "" if pd.isna(r.sd_units) else f"{r.sd_units:+.1f}"
-            cells = [r.row, r.column, r.metric, r.printed, rep, diff, sd, units, r.verdict, str(r.note or "")]
+            t_text, p_text = ("", "") if pd.isna(r.t) else (f"{r.t:+.1f}", f"{r.p:.2g}")
+            cells = [r.row, r.column, r.metric, r.printed, rep, diff, sd, units, r.verdict, t_text, p_text, r.t_test,
+                     str(r.note or "")]  # fmt: skip
             rows.append([c.replace("|", "\\|") for c in cells])
-        header = ["row", "column", "metric", "paper", "reproduced", "difference", "sd", "difference / sd", "verdict",
-                  "note"]  # fmt: skip
+        header = ["row", "column", "metric", "paper", "reproduced", "difference", "sd", "difference / sd",
+                  "spread verdict", "t", "p", "t test (95%)", "note"]  # fmt: skip
         out += [markdown_table(header, rows)]
     return "\n".join(out)

@@ -1,27 +1,48 @@
-"""Statistics over seeds: mean ± std, and L2 minus No L2 with a bootstrap confidence interval.
+"""Statistics over seeds: mean ± std, L2 minus No L2 with Welch's t interval, and a one-sample t test.
 
 The unit of replication is the seed (one trained model): every function here takes one number
 per seed (an AUROC, an FPR95, an accuracy) and never pools images across seeds.
 
-``diff_ci(l2, nol2)``: the difference of means, L2 minus No L2, with a percentile bootstrap
-interval. Each of the B resamples draws the L2 seeds with replacement and, independently, the
-No-L2 seeds (the two heads' seeds are separate models, not pairs), and takes the difference of
-the two resampled means; the interval is the (alpha/2, 1 - alpha/2) quantiles of those B
-differences. The generator is seeded, so a table rebuilt from the same numbers prints the same
-interval. ``excludes_zero`` flags an interval entirely above or below 0.
+``diff_ci(l2, nol2)``: the difference of means, L2 minus No L2, with Welch's t interval
+(``DIFF_METHOD``): diff ± t(1 - alpha/2, df) · se, se = sqrt(s_l2²/n_l2 + s_nol2²/n_nol2) with the
+sample variances (ddof=1), df by Welch-Satterthwaite. ``excludes_zero`` (the tables' and figures'
+star) flags an interval entirely above or below 0, the same as Welch's test giving p < alpha.
 
-Worked example (tests/test_stats.py enumerates it exactly): L2 = [1, 3], No L2 = [0, 0]. A
-resample of the L2 seeds is (1, 1), (1, 3), (3, 1) or (3, 3), mean 1, 2, 2, 3 with probability
-1/4 each; the No-L2 mean is always 0. So the differences are 1 (1/4), 2 (1/2), 3 (1/4): the 95%
-interval is [1, 3], the difference of means 2, and the interval excludes zero.
+Why Welch's t: the two heads' seeds are separate models (two independent samples, not pairs),
+their spreads need not be equal (different heads, different training), and the studies have 3 to
+15 seeds a head. The t quantile pays for estimating the spread from so few seeds; the percentile
+bootstrap this replaced does not (it resamples the 3 observed seeds as if they were the
+population, so its interval is too narrow): on simulated seeds with no true difference (both heads
+N(0, 1)) it excluded 0 in 20% of cases at 3 seeds a head, 12% at 5 and 6% at 15, where Welch's
+interval does in 3.8%, 3.9% and 4.6% (``benchmarks/interval_error_rates.py``, quoted in
+docs/statistics.md; tests/test_stats.py holds the rate at or under 7%). An exact permutation test
+would need no normality, but at 3 vs 3 seeds it has only C(6, 3) = 20 splits, so its smallest
+two-sided p is 2/20 = 0.1: it could never star a 3-seed row. Welch's interval assumes each head's
+per-seed numbers are roughly normal; with 3 seeds nothing can check that, one more reason to read
+a star as "unlikely to be seed noise", not as proof.
+
+No interval, so no star, where it cannot be estimated: a head with one seed (no spread to
+estimate), or both heads' seeds each the same number (zero spread: a zero-width interval would
+claim certainty that 2 or 3 identical seeds do not give). The cell then prints the difference
+alone.
+
+Worked example (tests/test_stats.py checks it, and against scipy.stats.ttest_ind): L2 = [1, 2, 3],
+No L2 = [0, 1, 2]. The difference of means is 1; each sample variance is 1, so se = sqrt(1/3 + 1/3)
+= 0.8165 and df = (2/3)² / ((1/3)²/2 + (1/3)²/2) = 4; t(0.975, 4) = 2.7764, so the interval is
+1 ± 2.2669 = [-1.267, 3.267], which contains 0: no star.
+
+``one_sample_t(mean, std, n, reference)``: whether a reference number (the paper's) is
+distinguishable from the mean of n seeds; ``l2ood.paper`` uses it.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats as _scipy_stats
 
-BOOTSTRAP_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
+#: the interval the tables and figures star, named in their notes and captions
+DIFF_METHOD = "Welch's t interval"
 
 
 def _values(values, what: str = "values") -> np.ndarray:
@@ -49,7 +70,10 @@ def format_mean_std(values, digits: int = 1, scale: float = 100.0, std: bool = T
 
 @dataclass(frozen=True)
 class DiffCI:
-    """L2 minus No L2: difference of means and its bootstrap interval over seeds."""
+    """L2 minus No L2: difference of means, Welch's t interval over seeds and its p-value.
+
+    ``low``, ``high``, ``se``, ``df`` and ``p`` are NaN where no interval can be estimated (a head
+    with one seed, or no spread in either head): see the module docstring."""
 
     diff: float
     low: float
@@ -57,6 +81,9 @@ class DiffCI:
     n_l2: int
     n_nol2: int
     confidence: float
+    se: float = float("nan")
+    df: float = float("nan")
+    p: float = float("nan")
 
     @property
     def excludes_zero(self) -> bool:
@@ -64,40 +91,74 @@ class DiffCI:
         return bool(self.low > 0 or self.high < 0)
 
     def format(self, digits: int = 1, scale: float = 100.0) -> str:
-        """ "+7.6 [5.1, 9.8]", with " *" when the interval excludes zero; no interval without 2 seeds a side."""
+        """ "+7.6 [5.1, 9.8]", with " *" when the interval excludes zero; the difference alone without an interval."""
         d = f"{scale * self.diff:+.{digits}f}"
         if np.isnan(self.low):
             return d
-        ci = f"{d} [{scale * self.low:.{digits}f}, {scale * self.high:.{digits}f}]"
+        ci = f"{d} [{self._bound(self.low, digits, scale)}, {self._bound(self.high, digits, scale)}]"
         return ci + " *" if self.excludes_zero else ci
 
+    def _bound(self, x: float, digits: int, scale: float) -> str:
+        """A bound as text; one that excludes 0 but would print as 0.0 gets more decimals ("0.04"), so a
+        starred interval never reads [0.0, 12.6]."""
+        text = f"{scale * x:.{digits}f}"
+        extra = 0
+        while self.excludes_zero and float(text) == 0 and extra < 3:
+            extra += 1
+            text = f"{scale * x:.{digits + extra}f}"
+        return text
 
-def diff_ci(
-    l2,
-    nol2,
-    confidence: float = 0.95,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-) -> DiffCI:
-    """mean(l2) - mean(nol2) with a percentile bootstrap interval, seeds resampled within each group.
 
-    With fewer than 2 seeds in a group the bootstrap has no spread to resample: the interval is
-    NaN (and ``excludes_zero`` False) rather than a zero-width interval that would claim certainty.
+def diff_ci(l2, nol2, confidence: float = 0.95) -> DiffCI:
+    """mean(l2) - mean(nol2) with Welch's t interval (unequal variances), seeds independent per head.
+
+    With fewer than 2 seeds in a head, or no spread in either, the interval is NaN (and
+    ``excludes_zero`` False): no star rather than a zero-width interval that would claim certainty.
     """
     a, b = _values(l2, "L2 values"), _values(nol2, "No-L2 values")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
     diff = float(a.mean() - b.mean())
+    nan = float("nan")
     if a.size < 2 or b.size < 2:
-        return DiffCI(diff, float("nan"), float("nan"), a.size, b.size, confidence)
-    rng = np.random.default_rng(seed)
-    boot_a = a[rng.integers(0, a.size, size=(resamples, a.size))].mean(axis=1)
-    boot_b = b[rng.integers(0, b.size, size=(resamples, b.size))].mean(axis=1)
-    alpha = 1 - confidence
-    low, high = np.quantile(boot_a - boot_b, [alpha / 2, 1 - alpha / 2])
-    return DiffCI(diff, float(low), float(high), a.size, b.size, confidence)
+        return DiffCI(diff, nan, nan, a.size, b.size, confidence)
+    # squared standard errors of the two means; exactly 0 for equal seeds (var() rounds 3 x 0.9 to 1e-33)
+    va, vb = ((0.0 if np.ptp(v) == 0 else v.var(ddof=1)) / v.size for v in (a, b))
+    if va + vb == 0:
+        return DiffCI(diff, nan, nan, a.size, b.size, confidence)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))  # Welch-Satterthwaite
+    half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
+    p = float(2 * _scipy_stats.t.sf(abs(diff) / se, df))
+    return DiffCI(diff, diff - half, diff + half, a.size, b.size, confidence, se, float(df), p)
+
+
+@dataclass(frozen=True)
+class OneSampleT:
+    """A reference number against the mean of n seeds: t = (mean - reference) / (std / sqrt(n)), df = n - 1."""
+
+    t: float
+    df: float
+    p: float
+
+    def distinguishable(self, alpha: float = 0.05) -> bool:
+        """p < alpha: the seeds' mean and the reference differ by more than the seeds' noise explains."""
+        return bool(self.p < alpha)
+
+
+def one_sample_t(mean: float, std: float, n: int, reference: float, tolerance: float = 0.0) -> OneSampleT | None:
+    """Two-sided one-sample t test of "the seeds' true mean is ``reference``", from the seeds' mean,
+    sample std (ddof=1) and count, as ``scipy.stats.ttest_1samp`` on the seeds would give.
+
+    ``tolerance``: the reference is known only to ±tolerance (a printed number rounded to its last
+    digit: half a unit of it); the test is then against the nearest point of that range, so a
+    difference within the rounding is never called significant. None where no test is possible:
+    fewer than 2 seeds, or no spread (std 0) among them."""
+    if n < 2 or not np.isfinite(std) or std <= 0:
+        return None
+    gap = abs(mean - reference) - tolerance
+    t = math.copysign(max(gap, 0.0), mean - reference) / (std / math.sqrt(n))
+    return OneSampleT(t, n - 1, float(2 * _scipy_stats.t.sf(abs(t), n - 1)))
 
 
 def head_differences(frame, by: list[str], value: str = "value", head: str = "head", **kwargs):

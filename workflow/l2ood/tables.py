@@ -21,6 +21,7 @@ import pandas as pd
 
 from .layout import HEADS
 from .scores import LABELS as SCORE_LABELS
+from .stats import DIFF_METHOD, diff_ci, mean_std
 
 #: the heads in the order Tables 4-8 print them: the baseline first
 HEAD_ORDER = ("nol2", "l2")
@@ -59,6 +60,11 @@ def load_metrics(files: dict[str, list[str]]) -> pd.DataFrame:
 #: marks an AUROC below 50%: the score ranks OoD images above ID ones (reversed, it would do better)
 BELOW_CHANCE = "\u2020"
 BELOW_CHANCE_NOTE = f"{BELOW_CHANCE} AUROC below 50: the score ranks OoD above ID (worse than chance, not weak)."
+#: the note under every L2 - No L2 column (l2ood.stats.diff_ci says why Welch's interval, and when there is none)
+DIFF_NOTE = (f"L2 - No L2: difference of the means over seeds in percent points, with the 95% {DIFF_METHOD} "
+             "(each head's seeds an independent sample, variances not assumed equal); * where it excludes 0 "
+             "(for FPR95, below 0 is better); no interval and no star where a head has one seed or neither "
+             "head's seeds vary.")  # fmt: skip
 
 
 class Cells:
@@ -81,8 +87,11 @@ class Cells:
     def add(self, row, column, metric, values: pd.Series, stat="mean", **where) -> float | None:
         if values.empty:
             return None
-        s = {"mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else 0.0,
-             "min": values.min(), "max": values.max()}  # fmt: skip
+        try:
+            mean, std = mean_std(values)  # the std of one seed is NaN: no spread to report, not 0
+        except ValueError as e:
+            raise ValueError(f"table row {row!r}, column {column!r}, {metric} of {where}: {e}") from None
+        s = {"mean": mean, "std": std, "min": values.min(), "max": values.max()}
         self.rows.append({"row": row, "column": column, "metric": metric, "value": 100 * s[stat], "stat": stat,
                           **{k: 100 * v for k, v in s.items()}, "n_seeds": len(values), **where})  # fmt: skip
         return s[stat]
@@ -227,7 +236,7 @@ def _score_rows(rows: list, scores: list):
 
 def _with_differences(spec: dict, cells: Cells, table: Table, scores: list, oods: list) -> Table:
     """``diff: true``: below the paper's layout, each row's L2 - No L2 per OoD set (AUROC / FPR95) and
-    accuracy, with a 95% bootstrap interval over seeds (l2ood.stats.diff_ci); tidy rows ``<key>/diff``."""
+    accuracy, with a 95% Welch t interval over seeds (l2ood.stats.diff_ci); tidy rows ``<key>/diff``."""
     rows = []
     for r, score, label in _score_rows(spec["rows"], scores):
         line = [label]
@@ -241,11 +250,10 @@ def _with_differences(spec: dict, cells: Cells, table: Table, scores: list, oods
         rows.append(line)
     header = ["Model"] + [_label(spec, ds) for _, ds in oods] + ["Accuracy"]
     sub = ["Model"] + ["AUROC / FPR95"] * len(oods) + [""]
-    note = ("L2 - No L2: difference of the means over seeds in percent points, 95% percentile-bootstrap "
-            "interval resampling each head's seeds; * where it excludes 0 (for FPR95, below 0 is better).")  # fmt: skip
+    note = DIFF_NOTE
     markdown = table.markdown + "\n*L2 - No L2 [95% CI]* (AUROC / FPR95, %)\n\n" + markdown_table(header, rows)
     groups = [(h, 1) for h in header]
-    latex = table.latex + _latex(groups, sub, rows, f"{spec['caption']} L2 - No L2 [95% CI].")
+    latex = table.latex + _latex(groups, sub, rows, f"{spec['caption']} {note}")
     extra = f"<p><i>L2 - No L2 [95% CI]</i> (AUROC / FPR95, %)</p>\n{html_table(groups, sub, rows)}"
     page = table.html.removesuffix("</div>\n") + extra + f"<p>{html.escape(note)}</p>\n</div>\n"
     return Table(cells.frame(), markdown + f"\n{note}\n", latex, page)
@@ -392,9 +400,7 @@ def _logits_note(spec: dict) -> str:
 
 
 def _diff(cells: Cells, row: str, column: str, metric: str, l2: pd.Series, nol2: pd.Series, **where) -> str:
-    """The "L2 - No L2 [95% CI]" cell (percent points; " *": the interval excludes 0), recorded as a tidy row."""
-    from .stats import diff_ci
-
+    """The "L2 - No L2 [95% CI]" cell (percent points; " *": Welch's t interval excludes 0), recorded as a tidy row."""
     if l2.empty or nol2.empty:
         return "n/a"
     ci = diff_ci(l2.to_numpy(), nol2.to_numpy())
@@ -414,7 +420,7 @@ def _sections(spec, cells: Cells, sections: list[tuple[str, list, list, list]], 
             flat += [f"{g} {h}".strip() for h in header[col : col + n]]
             col += n
         text += f"\n*{name}* (%)\n\n" + markdown_table(flat, rows)
-        tex += _latex(groups, header, rows, f"{spec['caption']} {name} (%).")
+        tex += _latex(groups, header, rows, f"{spec['caption']} {name} (%). {note}")  # the note: the interval's method
         pages.append(f"<p><i>{html.escape(name)}</i> (%)</p>\n" + html_table(groups, header, rows))
     text += f"\n{note} {cells.seeds_note()}\n"
     tidy = cells.frame().assign(logits=spec.get("logits", "raw"))  # the detectors' logits variant, as labelled
@@ -429,7 +435,7 @@ def _row_label(spec: dict, pair: dict, name: str) -> str:
 
 def detectors(spec: dict) -> Table:
     """Every post-hoc detector on the same checkpoints: per detector (rows) and OoD set, No L2 and L2
-    (mean over seeds, ± std with ``std: true``) and L2 - No L2 with its 95% bootstrap interval over
+    (mean over seeds, ± std with ``std: true``) and L2 - No L2 with its 95% Welch t interval over
     seeds (l2ood.stats.diff_ci), for AUROC and FPR95. Rows name runs as Tables 4-8 (``{label, nol2, l2}``)."""
     cells = Cells(load_detector_metrics(spec), std=spec.get("std", False))
     oods, names = ood_columns(spec), _detectors(spec, cells.metrics)
@@ -451,16 +457,14 @@ def detectors(spec: dict) -> Table:
         groups = [("Detector", 1)] + [(_label(spec, ds), 3) for _, ds in oods]
         header = ["Detector"] + [HEADS["nol2"], HEADS["l2"], "L2 - No L2 [95% CI]"] * len(oods)
         sections.append((title, groups, header, rows))
-    note = (f"{_logits_note(spec)} "
-            "L2 - No L2: difference of the means over seeds in percent points, 95% percentile-bootstrap "
-            "interval resampling each head's seeds; * where it excludes 0 (for FPR95, below 0 is better).")  # fmt: skip
+    note = f"{_logits_note(spec)} {DIFF_NOTE}"
     return _sections(spec, cells, sections, note)
 
 
 def openood(spec: dict) -> Table:
     """The detectors in OpenOOD v1.5's layout: near- and far-OoD sets (``near``/``far``: key -> data
     set), their averages (per seed, then over seeds, as OpenOOD averages its checkpoints), AUROC and
-    FPR@95 with OoD as the positive class; L2 - No L2 with its bootstrap interval for each average."""
+    FPR@95 with OoD as the positive class; L2 - No L2 with its Welch t interval for each average."""
     cells = Cells(load_detector_metrics(spec), std=spec.get("std", False))
     names = _detectors(spec, cells.metrics)
     groups_of = {"near": list(spec["near"].items()), "far": list(spec["far"].items())}
@@ -497,9 +501,8 @@ def openood(spec: dict) -> Table:
         header += ["Near avg", "Far avg"]
         sections.append((title, groups, header, rows))
     note = ("Near/Far avg: each seed's mean over the group's sets, then over seeds. FPR@95: the share of ID "
-            "images flagged OoD when 95% of OoD images are (OpenOOD's convention). L2 - No L2: difference of "
-            "means in percent points with a 95% percentile-bootstrap interval over seeds; * where it excludes 0. "
-            f"{_logits_note(spec)}")  # fmt: skip
+            "images flagged OoD when 95% of OoD images are (OpenOOD's convention). "
+            f"{DIFF_NOTE} {_logits_note(spec)}")  # fmt: skip
     return _sections(spec, cells, sections, note)
 
 
