@@ -58,6 +58,9 @@ JSON schema (``"schema": 1``); every task entry has ``status`` ("ok", "failed", 
     {"schema": 1, "smoke": false, "gpu": "NVIDIA H100 80GB HBM3", "device": "cuda",
      "torch": "2.x", "cuda": "12.x", "cudnn": 90100, "started": "2025-01-01T12:00:00",
      "total_s": 452.0, "budget_s": 470, "engine_options": ["amp", ...],
+     "found": "Python 3.12.3, torch 2.11.0 (CUDA 12.8), torchvision 0.26.0, ...; GPU: NVIDIA H100 ...",
+     "complete": false, "pending": ["switches/compile_max-autotune", ...],
+     "running": [{"task": "concurrency/resnet18@32/b128|4", "pid", "log", "started_at"}],
      "throughput": {"resnet18@32/b1024": 52000.0, "resnet50@64/b512": 4100.0, ...},
      "parts": {
        "full60": {"status", "run", "images", "epochs", "batch", "start_to_model_s", "meets_bar", "bar_s",
@@ -70,7 +73,7 @@ JSON schema (``"schema": 1``); every task entry has ``status`` ("ok", "failed", 
        "switches": {"<row>": {"status", "label", "images_per_s", "first_epoch_overhead_s", "compile_s"
                               (compile rows), "peak_memory_gib", "note"?}},
        "concurrency": {"<key>": {"1": {"status", "aggregate_images_per_s", "per_process_images_per_s",
-                                       "wall_s", "peak_memory_gib"}, "2": {...}, "4": {...}}}}}
+                                       "fit_wall_s", "peak_memory_gib"}, "2": {...}, "4": {...}}}}}
 
 ``throughput`` is what ``l2ood.plan`` reads: training images per second of one job on this GPU,
 keyed ``"<model>@<image size>/b<batch size>"`` (``throughput_key``), from the ``recipes`` part;
@@ -563,9 +566,10 @@ def task_concurrent(spec: dict, workdir: Path) -> dict:
     wall = max(r["process_start"] + r["setup_s"] + r["fit_s"] for r in results) - start
     return {
         "processes": k, "aggregate_images_per_s": sum(r["images"] * r["epochs"] for r in results) / wall,
-        "per_process_images_per_s": per, "wall_s": wall,
+        "per_process_images_per_s": per, "fit_wall_s": wall,
         "peak_memory_gib": max(r["peak_memory_gib"] for r in results), "memory_kind": results[0]["memory_kind"],
-        "batch": results[0]["batch"], "images": results[0]["images"], "epochs": results[0]["epochs"], "device_name": results[0]["device_name"],
+        "batch": results[0]["batch"], "images": results[0]["images"], "epochs": results[0]["epochs"],
+        "device_name": results[0]["device_name"],
     }  # fmt: skip
 
 

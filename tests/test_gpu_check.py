@@ -206,7 +206,7 @@ def test_smoke_run_exercises_every_part_and_writes_the_json_to_out(tmp_path):
         assert set(levels) == {"1", "2"}
         for k, e in levels.items():
             assert e["status"] == "ok" and len(e["per_process_images_per_s"]) == int(k)
-            assert e["aggregate_images_per_s"] == pytest.approx(int(k) * e["images"] * e["epochs"] / e["wall_s"])
+            assert e["aggregate_images_per_s"] == pytest.approx(int(k) * e["images"] * e["epochs"] / e["fit_wall_s"])
 
     for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
         assert heading in proc.stdout
