@@ -44,9 +44,10 @@ and those not run (``pending``). Each task's log stays in ``<json stem>-logs/`` 
    max-autotune; cold inductor cache) with its compile time (its first-epoch overhead minus the
    default row's). ``tf32`` records the flags as ``fit`` set them.
 6. ``concurrency``: 1, 2 and 4 processes training at once on the one GPU (started together
-   behind a barrier), ResNet18 at 1024 and the ResNet18 batch-128 recipe. The aggregate is every
-   image the processes trained (all epochs) over the wall time from their common start to the
-   last one's end, not a sum of per-process medians (their steady epochs overlap only in part).
+   behind a barrier), ResNet18 at 1024 and the ResNet18 batch-128 recipe. The aggregate is the
+   images/s of all of them together over the window in which every one was in its steady epochs
+   (after the first), each epoch counted in proportion to its overlap with that window
+   (``common_window_s``): not a sum of per-process medians, whose epochs overlap only in part.
 
 An engine option this script needs but ``l2ood.train.ENGINE_DEFAULTS`` lacks is not passed: the
 row says "not supported by this engine version" (compile modes need ``compile_mode``; TF32 is
@@ -73,7 +74,7 @@ JSON schema (``"schema": 1``); every task entry has ``status`` ("ok", "failed", 
        "switches": {"<row>": {"status", "label", "images_per_s", "first_epoch_overhead_s", "compile_s"
                               (compile rows), "peak_memory_gib", "note"?}},
        "concurrency": {"<key>": {"1": {"status", "aggregate_images_per_s", "per_process_images_per_s",
-                                       "fit_wall_s", "peak_memory_gib"}, "2": {...}, "4": {...}}}}}
+                                       "common_window_s", "fit_wall_s", "peak_memory_gib"}, "2": {...}, "4": {...}}}}}
 
 ``throughput`` is what ``l2ood.plan`` reads: training images per second of one job on this GPU,
 keyed ``"<model>@<image size>/b<batch size>"`` (``throughput_key``), from the ``recipes`` part;
@@ -398,6 +399,30 @@ def tf32_flags(torch) -> dict:
     return {"matmul": torch.get_float32_matmul_precision(), "conv": bool(torch.backends.cudnn.allow_tf32)}
 
 
+def timing_epochs(train_module, windows: list):
+    """Wrap ``train_module.train_epoch`` so that ``windows`` gets each epoch's (start, end) wall time."""
+    inner = train_module.train_epoch
+
+    def wrapper(*args, **kwargs):
+        start = time.time()
+        row = inner(*args, **kwargs)
+        windows.append((start, time.time()))
+        return row
+
+    return wrapper
+
+
+def common_rate(windows: list[list[tuple[float, float]]], images: int) -> tuple[float, float] | None:
+    """(images/s of all processes together, the window's seconds) over the time all of them were in
+    their steady epochs (``windows``: each process's steady epochs, (start, end)): every epoch's
+    ``images`` counted in proportion to its overlap with that window. None if they never overlapped."""
+    lo, hi = max(w[0][0] for w in windows), min(w[-1][1] for w in windows)
+    if hi <= lo:
+        return None
+    done = sum(images * max(0.0, min(b, hi) - max(a, lo)) / (b - a) for w in windows for a, b in w if b > a)
+    return done / (hi - lo), hi - lo
+
+
 def recording_flags(train_module, torch, record: dict):
     """Wrap ``train_module.backend_flags`` (which ``fit`` enters before training and leaves after) so
     that ``record`` gets the TF32 flags as ``fit`` set them, not as they were before it ran."""
@@ -453,6 +478,8 @@ def task_train(spec: dict) -> dict:
             time.sleep(0.005)
     tf32_state = {}  # filled in by fit's own backend_flags, once it has set them
     train_module.backend_flags = recording_flags(train_module, torch, tf32_state)
+    epoch_windows = []  # each epoch's (start, end): the concurrency part's common window
+    train_module.train_epoch = timing_epochs(train_module, epoch_windows)
     fit_start = time.time()
     history = fit(cfg, images, labels, spec["out_dir"], seed=spec["seed"], engine=engine)
     fit_end = time.time()
@@ -466,7 +493,7 @@ def task_train(spec: dict) -> dict:
         "images_per_s": ips, "epoch_s": spec["n"] / ips, "first_epoch_s": history[0]["seconds"],
         "first_epoch_overhead_s": history[0]["seconds"] - spec["n"] / ips,
         "process_start": PROCESS_START, "setup_s": fit_start - PROCESS_START, "fit_s": fit_end - fit_start,
-        "model_mtime": model_mtime, "tf32": tf32_state,
+        "model_mtime": model_mtime, "tf32": tf32_state, "epoch_windows": epoch_windows,
         "peak_memory_gib": memory, "memory_kind": kind, "final_loss": history[-1]["loss"],
         "losses": [r["loss"] for r in history], "engine": engine, **({"note": "; ".join(notes)} if notes else {}),
         **({"not_supported": spec["not_supported"]} if spec.get("not_supported") else {}),
@@ -562,11 +589,15 @@ def task_concurrent(spec: dict, workdir: Path) -> dict:
     results = [collect(*p, timeout=600) for p in procs]
     per = [r["images_per_s"] for r in results]
     # not a sum of per-process medians (each process's steady epochs fall in different windows, some
-    # of them with fewer processes running): every image trained / the common wall time
-    wall = max(r["process_start"] + r["setup_s"] + r["fit_s"] for r in results) - start
+    # of them with fewer processes running): the rate of all of them while all were in steady epochs
+    steady = [r["epoch_windows"][1:] or r["epoch_windows"] for r in results]
+    common = common_rate(steady, results[0]["images"])
+    if common is None:
+        raise TaskError(f"the {k} processes' steady epochs never ran at the same time: no common window")
     return {
-        "processes": k, "aggregate_images_per_s": sum(r["images"] * r["epochs"] for r in results) / wall,
-        "per_process_images_per_s": per, "fit_wall_s": wall,
+        "processes": k, "aggregate_images_per_s": common[0], "common_window_s": common[1],
+        "per_process_images_per_s": per,
+        "fit_wall_s": max(r["process_start"] + r["setup_s"] + r["fit_s"] for r in results) - start,
         "peak_memory_gib": max(r["peak_memory_gib"] for r in results), "memory_kind": results[0]["memory_kind"],
         "batch": results[0]["batch"], "images": results[0]["images"], "epochs": results[0]["epochs"],
         "device_name": results[0]["device_name"],

@@ -68,6 +68,16 @@ def test_plan_puts_the_planning_figures_first_and_fits_the_budget_order(gc):
     assert all("amp" not in t["spec"]["engine"] for t in tasks if t["part"] == "recipes")
 
 
+def test_the_concurrency_total_counts_only_the_common_window(gc):
+    """Two processes at 100 images/s each, the second starting late: 200 images/s while both run, not the sum
+    of anything measured outside that window; no overlap, no figure."""
+    a = [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]  # 100 images per epoch of 1 s
+    b = [(1.5, 2.5), (2.5, 3.5)]
+    rate, window = gc.common_rate([a, b], 100)
+    assert window == pytest.approx(1.5) and rate == pytest.approx(200.0)
+    assert gc.common_rate([[(0.0, 1.0)], [(2.0, 3.0)]], 100) is None
+
+
 def test_a_task_that_cannot_finish_in_the_time_left_is_not_started(gc, tmp_path):
     task = {"part": "recipes", "name": "x", "timeout": 60, "need_s": 30, "spec": {"kind": "train"}}
     entry = gc.run_task(task, tmp_path, 29)
@@ -206,7 +216,9 @@ def test_smoke_run_exercises_every_part_and_writes_the_json_to_out(tmp_path):
         assert set(levels) == {"1", "2"}
         for k, e in levels.items():
             assert e["status"] == "ok" and len(e["per_process_images_per_s"]) == int(k)
-            assert e["aggregate_images_per_s"] == pytest.approx(int(k) * e["images"] * e["epochs"] / e["fit_wall_s"])
+            assert 0 < e["common_window_s"] <= e["fit_wall_s"] and e["aggregate_images_per_s"] > 0
+        one = levels["1"]  # one process: its steady epochs' rate, measured around the epoch instead of inside
+        assert one["aggregate_images_per_s"] == pytest.approx(one["per_process_images_per_s"][0], rel=0.25)
 
     for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
         assert heading in proc.stdout
