@@ -47,7 +47,9 @@ and those not run (``pending``). Each task's log stays in ``<json stem>-logs/`` 
    behind a barrier), ResNet18 at 1024 and the ResNet18 batch-128 recipe. The aggregate is the
    images/s of all of them together over the window in which every one was in its steady epochs
    (after the first), each epoch counted in proportion to its overlap with that window
-   (``common_window_s``): not a sum of per-process medians, whose epochs overlap only in part.
+   (``common_window_s``; ``window_epochs`` "all" where the steady epochs never overlapped and
+   the first ones are counted too): not a sum of per-process medians, whose epochs overlap only
+   in part.
 
 An engine option this script needs but ``l2ood.train.ENGINE_DEFAULTS`` lacks is not passed: the
 row says "not supported by this engine version" (compile modes need ``compile_mode``; TF32 is
@@ -298,7 +300,7 @@ def spawn(spec: dict, workdir: Path, name: str, env: dict | None = None, new_gro
     (workdir / f"{name}.spec.json").write_text(json.dumps(spec))
     result, logf = workdir / f"{name}.result.json", workdir / f"{name}.log"
     started = time.time()
-    with open(logf, "w") as log:
+    with open(logf, "a") as log:  # a restarted run (resume) appends: the killed run's lines stay
         proc = subprocess.Popen(
             [sys.executable, __file__, "--task", str(workdir / f"{name}.spec.json"), "--result", str(result)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=new_group,
@@ -322,6 +324,19 @@ def collect(proc, result: Path, logf: Path, timeout: float) -> dict:
 
 #: the task processes running now, by task: the JSON names them, the parent kills them when it is stopped
 RUNNING: dict = {}
+
+
+#: what stays of a task's directory: its workers' logs, specs, results and histories (the models go)
+KEPT_SUFFIXES = (".log", ".json", ".csv")
+
+
+def prune(folder: Path) -> None:
+    """Delete what a task trained (models, checkpoints, features), keep what says what happened."""
+    for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+        if path.is_file() and path.suffix not in KEPT_SUFFIXES:
+            path.unlink(missing_ok=True)
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def kill_group(proc) -> None:
@@ -368,7 +383,7 @@ def run_task(task: dict, workdir: Path, left_s: float, on_start=None) -> dict:
         entry["started_at"] = proc.started  # unix time of the task process's start
         entry["pid"] = proc.pid  # = its process group
         entry["log"] = str(logf)  # kept, with its workers' logs beside it; the trained models are not
-        shutil.rmtree(workdir / safe, ignore_errors=True)
+        prune(workdir / safe)
     return entry
 
 
@@ -591,11 +606,13 @@ def task_concurrent(spec: dict, workdir: Path) -> dict:
     # not a sum of per-process medians (each process's steady epochs fall in different windows, some
     # of them with fewer processes running): the rate of all of them while all were in steady epochs
     steady = [r["epoch_windows"][1:] or r["epoch_windows"] for r in results]
-    common = common_rate(steady, results[0]["images"])
+    common, epochs = common_rate(steady, results[0]["images"]), "steady"
+    if common is None:  # short epochs out of step (a loaded CPU): every epoch, the first ones included
+        common, epochs = common_rate([r["epoch_windows"] for r in results], results[0]["images"]), "all"
     if common is None:
-        raise TaskError(f"the {k} processes' steady epochs never ran at the same time: no common window")
+        raise TaskError(f"the {k} processes' epochs never ran at the same time: no common window")
     return {
-        "processes": k, "aggregate_images_per_s": common[0], "common_window_s": common[1],
+        "processes": k, "aggregate_images_per_s": common[0], "common_window_s": common[1], "window_epochs": epochs,
         "per_process_images_per_s": per,
         "fit_wall_s": max(r["process_start"] + r["setup_s"] + r["fit_s"] for r in results) - start,
         "peak_memory_gib": max(r["peak_memory_gib"] for r in results), "memory_kind": results[0]["memory_kind"],
@@ -616,8 +633,13 @@ def die_with_parent() -> None:
 
 
 def task_main(spec_path: str, result_path: str) -> None:
+    import logging
+
     die_with_parent()
+    # the engine's epoch lines (l2ood.train) go to this task's log, which gpu_check keeps
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     spec = json.loads(Path(spec_path).read_text())
+    print(f"task {spec['kind']} ({spec_path}), started {time.time() - PROCESS_START:.1f} s after its process", flush=True)
     workdir = Path(spec["out_dir"])
     kinds = {"train": task_train, "resume": lambda s: task_resume(s, workdir),
              "determinism": lambda s: task_determinism(s, workdir), "concurrent": lambda s: task_concurrent(s, workdir)}  # fmt: skip
