@@ -243,7 +243,7 @@ def plan(args, config: dict) -> list[dict]:
         ("fp32", "float32, TF32 off, channels-last", sw, {"amp": False, "channels_last": True}, False),
         (DEFAULT_ROW, "float32, TF32 on, channels-last (the engine's CUDA default)", sw, {}, True),
         ("no_spectral_norm", "spectral normalization off (float32 default)", no_sn, {}, None),
-        ("deterministic", "deterministic: true, cudnn.benchmark off (float32 default)", sw, {"deterministic": True}, None),
+        ("deterministic", "deterministic: true, cudnn.benchmark off (float32)", sw, {"deterministic": True}, None),
     ]
     for row, label, cfg, engine, tf32 in switches:
         tasks.append({"part": "switches", "name": row, "label": label, "timeout": timeout(60),
@@ -639,7 +639,8 @@ def task_main(spec_path: str, result_path: str) -> None:
     # the engine's epoch lines (l2ood.train) go to this task's log, which gpu_check keeps
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     spec = json.loads(Path(spec_path).read_text())
-    print(f"task {spec['kind']} ({spec_path}), started {time.time() - PROCESS_START:.1f} s after its process", flush=True)
+    started = time.time() - PROCESS_START
+    print(f"task {spec['kind']} ({spec_path}), started {started:.1f} s after its process", flush=True)
     workdir = Path(spec["out_dir"])
     kinds = {"train": task_train, "resume": lambda s: task_resume(s, workdir),
              "determinism": lambda s: task_determinism(s, workdir), "concurrent": lambda s: task_concurrent(s, workdir)}  # fmt: skip

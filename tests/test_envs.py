@@ -46,7 +46,8 @@ def test_cpu_requirements_are_the_same_pins_with_torch_cpu_wheels():
 
     lines = [line.split("#")[0].strip() for line in (ENVS / "requirements-cpu.txt").read_text().splitlines()]
     lines = [line for line in lines if line]
-    assert lines[:2] == ["--index-url https://download.pytorch.org/whl/cpu", "--extra-index-url https://pypi.org/simple"]
+    indexes = ["--index-url https://download.pytorch.org/whl/cpu", "--extra-index-url https://pypi.org/simple"]
+    assert lines[:2] == indexes
     assert lines[-1] == "-r requirements.txt"
     cpu = pins(lines[2:-1])
     main = pins((ENVS / "requirements.txt").read_text().splitlines())

@@ -263,7 +263,8 @@ def test_a_kill_at_any_moment_leaves_every_finished_task_in_the_json(tmp_path):
     finally:
         proc.kill()
         rest = proc.communicate()[0]
-    assert re.match(r"gpu_check: Python 3\.\d+\.\d+, torch \S+ .*torchvision \S+.*; GPU: none \(CPU only\)", first), first
+    found = r"gpu_check: Python 3\.\d+\.\d+, torch \S+ .*torchvision \S+.*; GPU: none \(CPU only\)"
+    assert re.match(found, first), first
     report = json.loads(out.read_text())
     done = report["parts"]["recipes"]
     assert len(done) >= 2 and report["complete"] is False and report["throughput"]

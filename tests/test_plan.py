@@ -80,7 +80,8 @@ def test_command_line_reads_the_repository_config_from_any_folder(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "l2ood.plan", "paper"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"paper: \d+ runs, \d+ training jobs, \d+ epochs, about \d+-\d+ GPU hours", proc.stdout), proc.stdout
+    totals = r"paper: \d+ runs, \d+ training jobs, \d+ epochs, about \d+-\d+ GPU hours"
+    assert re.search(totals, proc.stdout), proc.stdout
 
 
 def test_the_estimate_is_a_range_from_flops_and_says_so(config):

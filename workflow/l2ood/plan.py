@@ -209,7 +209,8 @@ def main(argv=None) -> None:
     cpu = f", {df.cpu_hours.sum() * 60:.1f} CPU minutes for one core (measured)" if df.cpu_hours.any() else ""
     shown = df.drop(columns="gpu_hours_fast")
     if df.gpu_hours.any():  # fast to slow end, as the totals
-        shown["gpu_hours"] = [f"{a:.2f}" if a == b else f"{a:.2f}-{b:.2f}" for a, b in zip(df.gpu_hours_fast, df.gpu_hours)]
+        pairs = zip(df.gpu_hours_fast, df.gpu_hours)
+        shown["gpu_hours"] = [f"{a:.2f}" if a == b else f"{a:.2f}-{b:.2f}" for a, b in pairs]
     if not df.cpu_hours.any():
         shown = shown.drop(columns="cpu_hours")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
