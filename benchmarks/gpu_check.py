@@ -9,10 +9,18 @@ with resolved run configs (``l2ood.config.resolve_run`` of the paper's runs in c
 by model, size and batch, not by name) on synthetic uint8 images with a class-dependent colour,
 the engine options of config.yaml's ``engine`` section, and the run's ``threads.train``.
 
+Needs only Python (3.11 or 3.12), torch, torchvision, numpy, pandas and pyyaml: no snakemake, no
+jsonschema, no pip install. Its first line says what it found (Python, torch, torchvision, GPU).
+
 Every task runs in its own process group under its own timeout, so a CUDA error, a hang or an
 out-of-memory kills one task, which is recorded, and the rest go on. The tasks run one after
-another, in this order, within a total budget (``--budget``, 470 s); one that would start with
-less than 15 s left is recorded as skipped.
+another within a total budget (``--budget``, 470 s), the planning figures first: ``recipes``
+(each recipe's throughput, what ``l2ood.plan`` reads), ``resume``, then ``full60``,
+``determinism``, the switches, the concurrency runs and the compile rows. A task whose least
+time (``need_s``, its start-up included) exceeds the time left is recorded as skipped, not
+started. The JSON is written (atomically) at the start, when each task starts and when it
+finishes: a kill at any moment leaves every task finished so far, the running one (``running``)
+and those not run (``pending``). Each task's log stays in ``<json stem>-logs/`` beside it.
 
 1. ``full60``: config.yaml's CIFAR-10 ResNet18-L2 60-epoch run (batch 1024, probes and
    checkpoints as configured) on 50,000 synthetic 32 x 32 images, timed from process start to
@@ -30,12 +38,18 @@ less than 15 s left is recorded as skipped.
    (LogitNorm+), ResNet50 at 768 and at 512 on 64 px, VGG16, ConvNeXt-Tiny, CCT (with its
    random-resized crop, RandAugment and mixup/cutmix), TinyImageNet ResNet18 on 64 px.
 5. ``switches``: ResNet18 at 1024, images/s of the steady epochs and peak memory reserved, for:
-   bf16 + channels-last (the engine's CUDA default), bf16 contiguous, float32 with TF32 off and
-   on, spectral normalization off, ``deterministic: true``, and torch.compile in each mode
-   (default, reduce-overhead, max-autotune; cold inductor cache) with its compile time (its
-   first-epoch overhead minus the default row's).
+   float32 with TF32 on and channels-last (the engine's CUDA default), float32 with TF32 off,
+   bf16 + channels-last, bf16 contiguous; and, in the float32 default, spectral normalization
+   off, ``deterministic: true``, and torch.compile in each mode (default, reduce-overhead,
+   max-autotune; cold inductor cache) with its compile time (its first-epoch overhead minus the
+   default row's). ``tf32`` records the flags as ``fit`` set them.
 6. ``concurrency``: 1, 2 and 4 processes training at once on the one GPU (started together
-   behind a barrier), ResNet18 at 1024 and the ResNet18 batch-128 recipe: aggregate images/s.
+   behind a barrier), ResNet18 at 1024 and the ResNet18 batch-128 recipe. The aggregate is the
+   images/s of all of them together over the window in which every one was in its steady epochs
+   (after the first), each epoch counted in proportion to its overlap with that window
+   (``common_window_s``; ``window_epochs`` "all" where the steady epochs never overlapped and
+   the first ones are counted too): not a sum of per-process medians, whose epochs overlap only
+   in part.
 
 An engine option this script needs but ``l2ood.train.ENGINE_DEFAULTS`` lacks is not passed: the
 row says "not supported by this engine version" (compile modes need ``compile_mode``; TF32 is
@@ -47,6 +61,9 @@ JSON schema (``"schema": 1``); every task entry has ``status`` ("ok", "failed", 
     {"schema": 1, "smoke": false, "gpu": "NVIDIA H100 80GB HBM3", "device": "cuda",
      "torch": "2.x", "cuda": "12.x", "cudnn": 90100, "started": "2025-01-01T12:00:00",
      "total_s": 452.0, "budget_s": 470, "engine_options": ["amp", ...],
+     "found": "Python 3.12.3, torch 2.11.0 (CUDA 12.8), torchvision 0.26.0, ...; GPU: NVIDIA H100 ...",
+     "complete": false, "pending": ["switches/compile_max-autotune", ...],
+     "running": [{"task": "concurrency/resnet18@32/b128|4", "pid", "log", "started_at"}],
      "throughput": {"resnet18@32/b1024": 52000.0, "resnet50@64/b512": 4100.0, ...},
      "parts": {
        "full60": {"status", "run", "images", "epochs", "batch", "start_to_model_s", "meets_bar", "bar_s",
@@ -59,7 +76,7 @@ JSON schema (``"schema": 1``); every task entry has ``status`` ("ok", "failed", 
        "switches": {"<row>": {"status", "label", "images_per_s", "first_epoch_overhead_s", "compile_s"
                               (compile rows), "peak_memory_gib", "note"?}},
        "concurrency": {"<key>": {"1": {"status", "aggregate_images_per_s", "per_process_images_per_s",
-                                       "wall_s", "peak_memory_gib"}, "2": {...}, "4": {...}}}}}
+                                       "common_window_s", "fit_wall_s", "peak_memory_gib"}, "2": {...}, "4": {...}}}}}
 
 ``throughput`` is what ``l2ood.plan`` reads: training images per second of one job on this GPU,
 keyed ``"<model>@<image size>/b<batch size>"`` (``throughput_key``), from the ``recipes`` part;
@@ -79,7 +96,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -91,10 +108,11 @@ import numpy as np  # noqa: E402
 
 DEFAULT_JSON = ROOT / "benchmarks" / "gpu_check.json"
 BUDGET_S = 470  # 8 minutes less the parent's own start and the summary
-MIN_START_S = 15  # a task with less left than this is skipped, not started to be killed
+STARTUP_S = 15  # a task process's start: Python, torch, CUDA context, the synthetic data
 BAR_S = 60  # ResNet18-L2 60 epochs at batch 1024, process start to model.pt, one H100
 RESUME_ATOL, RESUME_RTOL = 1e-6, 1e-6
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+DEFAULT_ROW = "fp32_tf32"  # the switches row that runs the engine's own CUDA default
 COMPILE_MODE_OPTION = "compile_mode"  # the engine option a compile mode needs (absent: "not supported")
 CONCURRENCY = (1, 2, 4)
 PARTS = ("full60", "resume", "determinism", "recipes", "switches", "concurrency")
@@ -170,7 +188,9 @@ def engine_options(wanted: dict, supported) -> tuple[dict, list[str]]:
 
 
 def plan(args, config: dict) -> list[dict]:
-    """Every task, in the order they run (the budget cuts the tail)."""
+    """Every task, in the order they run (the budget cuts the tail): the planning figures first (each
+    recipe's throughput, then resume), the rest after. ``need_s`` is a task's least time on an
+    H100-class GPU, its start-up included: a task with less time left is not started."""
     from l2ood.train import ENGINE_DEFAULTS
 
     smoke = args.smoke
@@ -189,53 +209,55 @@ def plan(args, config: dict) -> list[dict]:
                 "threads": threads, "not_supported": missing, **extra}  # fmt: skip
 
     tasks = []
-    n = 128 if smoke else 50_000
-    tasks.append({"part": "full60", "name": "full60", "timeout": timeout(200),
-                  "spec": {**train(shrink(full_cfg, smoke, epochs=3 if smoke else None), n), "run": full_name}})  # fmt: skip
+    by_key = recipe_runs(runs)  # what l2ood.plan reads: first
+    for key, (name, cfg) in by_key.items():
+        c = shrink(cfg, smoke, epochs=2, probe_size=500)
+        bs = c["recipe"]["batch_size"]
+        tasks.append({"part": "recipes", "name": key, "timeout": timeout(60), "need_s": STARTUP_S + 15,
+                      "spec": {**train(c, 2 * bs if smoke else max(16 * bs, 8192)), "run": name}})  # fmt: skip
 
     short = shrink(full_cfg, smoke, epochs=5 if smoke else 8, probe_size=500)
     det = {"checkpoint_minutes": 0, "deterministic": True}  # a checkpoint after every epoch, to kill between them
-    tasks.append({"part": "resume", "name": "resume", "timeout": timeout(120),
+    tasks.append({"part": "resume", "name": "resume", "timeout": timeout(120), "need_s": 3 * STARTUP_S + 20,
                   "spec": {"kind": "resume", "train": train(short, 128 if smoke else 16_384, det)}})  # fmt: skip
 
+    n = 128 if smoke else 50_000
+    tasks.append({"part": "full60", "name": "full60", "timeout": timeout(200), "need_s": STARTUP_S + 90,  # 90-140 s
+                  "spec": {**train(shrink(full_cfg, smoke, epochs=3 if smoke else None), n), "run": full_name}})  # fmt: skip
+
     pair = shrink(full_cfg, smoke, epochs=2, probe_size=500)
-    tasks.append({"part": "determinism", "name": "determinism", "timeout": timeout(90),
+    tasks.append({"part": "determinism", "name": "determinism", "timeout": timeout(90), "need_s": 2 * STARTUP_S + 15,
                   "spec": {"kind": "determinism", "runs": {
                       "deterministic": train(pair, 64 if smoke else 8192, {"deterministic": True}),
                       "default": train(pair, 64 if smoke else 8192)}}})  # fmt: skip
 
-    by_key = recipe_runs(runs)
-    for key, (name, cfg) in by_key.items():
-        c = shrink(cfg, smoke, epochs=2, probe_size=500)
-        bs = c["recipe"]["batch_size"]
-        tasks.append({"part": "recipes", "name": key, "timeout": timeout(60),
-                      "spec": {**train(c, 2 * bs if smoke else max(16 * bs, 8192)), "run": name}})  # fmt: skip
-
     sw = shrink(full_cfg, smoke, epochs=2 if smoke else 3, probe_size=500)
     n_sw = 40 if smoke else 12 * 1024 + 848  # like 50,000, not a multiple of the batch: the short last batch counts
-    fast = {"amp": True, "channels_last": True}
+    fast = {"amp": True, "channels_last": True}  # bf16: not the default, timed for comparison
     no_sn = json.loads(json.dumps(sw))
     no_sn["model_kwargs"]["spectral"] = False
+    # the engine's float32 default (amp off; TF32 and channels-last "auto", on on CUDA) unless a row says
     switches = [
         ("bf16_channels_last", "bf16 autocast + channels-last", sw, fast, None),
         ("bf16_contiguous", "bf16 autocast, contiguous (NCHW)", sw, {**fast, "channels_last": False}, None),
-        ("fp32", "float32, TF32 off, channels-last", sw, {**fast, "amp": False}, False),
-        ("fp32_tf32", "float32, TF32 on, channels-last (the engine's CUDA default)", sw, {**fast, "amp": False}, True),
-        ("no_spectral_norm", "spectral normalization off (bf16, channels-last)", no_sn, fast, None),
-        ("deterministic", "deterministic: true (cudnn.benchmark off)", sw, {**fast, "deterministic": True}, None),
+        ("fp32", "float32, TF32 off, channels-last", sw, {"amp": False, "channels_last": True}, False),
+        (DEFAULT_ROW, "float32, TF32 on, channels-last (the engine's CUDA default)", sw, {}, True),
+        ("no_spectral_norm", "spectral normalization off (float32 default)", no_sn, {}, None),
+        ("deterministic", "deterministic: true, cudnn.benchmark off (float32)", sw, {"deterministic": True}, None),
     ]
     for row, label, cfg, engine, tf32 in switches:
         tasks.append({"part": "switches", "name": row, "label": label, "timeout": timeout(60),
-                      "spec": train(cfg, n_sw, engine, tf32=tf32)})  # fmt: skip
+                      "need_s": STARTUP_S + 10, "spec": train(cfg, n_sw, engine, tf32=tf32)})  # fmt: skip
     compile_rows = []
     for mode in COMPILE_MODES:
-        engine = {**fast, "compile": True}
+        engine = {"compile": True}
         if COMPILE_MODE_OPTION in ENGINE_DEFAULTS:
             engine[COMPILE_MODE_OPTION] = mode
         elif mode != "default":
             engine = None  # the engine cannot be asked for this mode
-        compile_rows.append({"part": "switches", "name": f"compile_{mode}", "label": f"torch.compile mode {mode}",
+        compile_rows.append({"part": "switches", "name": f"compile_{mode}", "label": f"torch.compile mode {mode} (float32 default)",
                              "timeout": timeout({"max-autotune": 240}.get(mode, 150)), "cold_cache": True,
+                             "need_s": STARTUP_S + {"max-autotune": 150}.get(mode, 60),
                              "spec": train(sw, n_sw, engine) if engine else None,
                              "skip": "smoke: compiling takes minutes on a CPU" if smoke else None})  # fmt: skip
     tasks.append(compile_rows[0])
@@ -248,7 +270,7 @@ def plan(args, config: dict) -> list[dict]:
         c = shrink(cfg, smoke, epochs=2 if smoke else 3, probe_size=500)
         bs = c["recipe"]["batch_size"]
         for k in CONCURRENCY[:2] if smoke else CONCURRENCY:
-            tasks.append({"part": "concurrency", "name": f"{key}|{k}", "timeout": timeout(90),
+            tasks.append({"part": "concurrency", "name": f"{key}|{k}", "timeout": timeout(90), "need_s": STARTUP_S + 20,
                           "spec": {"kind": "concurrent", "processes": k, "run": name,
                                    "train": train(c, 2 * bs if smoke else (16_384 if bs >= 512 else 64 * bs))}})  # fmt: skip
     tasks += compile_rows[1:]
@@ -278,7 +300,7 @@ def spawn(spec: dict, workdir: Path, name: str, env: dict | None = None, new_gro
     (workdir / f"{name}.spec.json").write_text(json.dumps(spec))
     result, logf = workdir / f"{name}.result.json", workdir / f"{name}.log"
     started = time.time()
-    with open(logf, "w") as log:
+    with open(logf, "a") as log:  # a restarted run (resume) appends: the killed run's lines stay
         proc = subprocess.Popen(
             [sys.executable, __file__, "--task", str(workdir / f"{name}.spec.json"), "--result", str(result)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=new_group,
@@ -300,6 +322,23 @@ def collect(proc, result: Path, logf: Path, timeout: float) -> dict:
     return json.loads(result.read_text())
 
 
+#: the task processes running now, by task: the JSON names them, the parent kills them when it is stopped
+RUNNING: dict = {}
+
+
+#: what stays of a task's directory: its workers' logs, specs, results and histories (the models go)
+KEPT_SUFFIXES = (".log", ".json", ".csv")
+
+
+def prune(folder: Path) -> None:
+    """Delete what a task trained (models, checkpoints, features), keep what says what happened."""
+    for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+        if path.is_file() and path.suffix not in KEPT_SUFFIXES:
+            path.unlink(missing_ok=True)
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
 def kill_group(proc) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the task and every worker it started
@@ -307,7 +346,7 @@ def kill_group(proc) -> None:
         pass
 
 
-def run_task(task: dict, workdir: Path, left_s: float) -> dict:
+def run_task(task: dict, workdir: Path, left_s: float, on_start=None) -> dict:
     """Run one task in its own process group; its JSON entry."""
     entry = {"timeout_s": round(min(task["timeout"], left_s)), **({"label": task["label"]} if "label" in task else {})}
     if task.get("spec") is None:
@@ -315,8 +354,10 @@ def run_task(task: dict, workdir: Path, left_s: float) -> dict:
                 "note": f"not supported by this engine version (needs engine option {COMPILE_MODE_OPTION!r})"}  # fmt: skip
     if task.get("skip"):
         return {**entry, "status": "skipped", "wall_s": 0.0, "note": task["skip"]}
-    if left_s < MIN_START_S:
-        return {**entry, "status": "skipped", "wall_s": 0.0, "note": f"total budget spent ({left_s:.0f} s left)"}
+    need = task.get("need_s", STARTUP_S)
+    if left_s < need:  # it would be killed before it finished: its time goes to nothing
+        return {**entry, "status": "skipped", "wall_s": 0.0,
+                "note": f"total budget spent: {left_s:.0f} s left, the task needs {need:.0f} s with its start-up"}  # fmt: skip
     env = {}
     if task["spec"].get("engine", {}).get("deterministic") or task["spec"]["kind"] in ("resume", "determinism"):
         env["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # cuBLAS is deterministic only with it, set before CUDA starts
@@ -326,6 +367,10 @@ def run_task(task: dict, workdir: Path, left_s: float) -> dict:
         env["OMP_NUM_THREADS"] = "1"
     safe = "".join(c if c.isalnum() else "_" for c in f"{task['part']}-{task['name']}")
     proc, result, logf = spawn(task["spec"], workdir, safe, env, new_group=True)
+    RUNNING[proc] = {"task": f"{task['part']}/{task['name']}", "pid": proc.pid, "log": str(logf),
+                     "started_at": proc.started}  # fmt: skip
+    if on_start:
+        on_start()
     try:
         out = collect(proc, result, logf, entry["timeout_s"])
         entry.update(status="ok", **out)
@@ -333,10 +378,12 @@ def run_task(task: dict, workdir: Path, left_s: float) -> dict:
         entry.update(status="timeout" if err.timed_out else "failed", error=str(err)[-3000:])
     finally:
         kill_group(proc)
+        RUNNING.pop(proc, None)
         entry["wall_s"] = round(time.time() - proc.started, 2)
         entry["started_at"] = proc.started  # unix time of the task process's start
         entry["pid"] = proc.pid  # = its process group
-        shutil.rmtree(workdir / safe, ignore_errors=True)
+        entry["log"] = str(logf)  # kept, with its workers' logs beside it; the trained models are not
+        prune(workdir / safe)
     return entry
 
 
@@ -362,10 +409,49 @@ def set_tf32(torch, on: bool) -> None:
 
 
 def tf32_flags(torch) -> dict:
-    """Whether float32 matmuls and convolutions may use TF32, as ``fit`` starts."""
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        return {"matmul": torch.backends.cuda.matmul.fp32_precision, "conv": torch.backends.cudnn.conv.fp32_precision}
-    return {"matmul": torch.backends.cuda.matmul.allow_tf32, "conv": torch.backends.cudnn.allow_tf32}
+    """Whether float32 matmuls and convolutions may use TF32: the switches the engine sets
+    (``l2ood.train.backend_flags``: the matmul precision, "high" = TF32, and cuDNN's allow_tf32)."""
+    return {"matmul": torch.get_float32_matmul_precision(), "conv": bool(torch.backends.cudnn.allow_tf32)}
+
+
+def timing_epochs(train_module, windows: list):
+    """Wrap ``train_module.train_epoch`` so that ``windows`` gets each epoch's (start, end) wall time."""
+    inner = train_module.train_epoch
+
+    def wrapper(*args, **kwargs):
+        start = time.time()
+        row = inner(*args, **kwargs)
+        windows.append((start, time.time()))
+        return row
+
+    return wrapper
+
+
+def common_rate(windows: list[list[tuple[float, float]]], images: int) -> tuple[float, float] | None:
+    """(images/s of all processes together, the window's seconds) over the time all of them were in
+    their steady epochs (``windows``: each process's steady epochs, (start, end)): every epoch's
+    ``images`` counted in proportion to its overlap with that window. None if they never overlapped."""
+    lo, hi = max(w[0][0] for w in windows), min(w[-1][1] for w in windows)
+    if hi <= lo:
+        return None
+    done = sum(images * max(0.0, min(b, hi) - max(a, lo)) / (b - a) for w in windows for a, b in w if b > a)
+    return done / (hi - lo), hi - lo
+
+
+def recording_flags(train_module, torch, record: dict):
+    """Wrap ``train_module.backend_flags`` (which ``fit`` enters before training and leaves after) so
+    that ``record`` gets the TF32 flags as ``fit`` set them, not as they were before it ran."""
+    import contextlib
+
+    inner = train_module.backend_flags
+
+    @contextlib.contextmanager
+    def wrapper(*args, **kwargs):
+        with inner(*args, **kwargs):
+            record.update(tf32_flags(torch))
+            yield
+
+    return wrapper
 
 
 def peak_memory(torch, cuda: bool) -> tuple[float, str]:
@@ -380,6 +466,7 @@ def task_train(spec: dict) -> dict:
     """One ``fit``; its timings, history and peak memory."""
     import torch
 
+    from l2ood import train as train_module
     from l2ood.train import ENGINE_DEFAULTS, fit, resolve_engine
 
     torch.set_num_threads(spec["threads"])
@@ -404,7 +491,10 @@ def task_train(spec: dict) -> dict:
             if time.time() > deadline:
                 raise TimeoutError("no go signal within 120 s")
             time.sleep(0.005)
-    tf32_state = tf32_flags(torch)
+    tf32_state = {}  # filled in by fit's own backend_flags, once it has set them
+    train_module.backend_flags = recording_flags(train_module, torch, tf32_state)
+    epoch_windows = []  # each epoch's (start, end): the concurrency part's common window
+    train_module.train_epoch = timing_epochs(train_module, epoch_windows)
     fit_start = time.time()
     history = fit(cfg, images, labels, spec["out_dir"], seed=spec["seed"], engine=engine)
     fit_end = time.time()
@@ -418,7 +508,7 @@ def task_train(spec: dict) -> dict:
         "images_per_s": ips, "epoch_s": spec["n"] / ips, "first_epoch_s": history[0]["seconds"],
         "first_epoch_overhead_s": history[0]["seconds"] - spec["n"] / ips,
         "process_start": PROCESS_START, "setup_s": fit_start - PROCESS_START, "fit_s": fit_end - fit_start,
-        "model_mtime": model_mtime, "tf32": tf32_state,
+        "model_mtime": model_mtime, "tf32": tf32_state, "epoch_windows": epoch_windows,
         "peak_memory_gib": memory, "memory_kind": kind, "final_loss": history[-1]["loss"],
         "losses": [r["loss"] for r in history], "engine": engine, **({"note": "; ".join(notes)} if notes else {}),
         **({"not_supported": spec["not_supported"]} if spec.get("not_supported") else {}),
@@ -513,16 +603,44 @@ def task_concurrent(spec: dict, workdir: Path) -> dict:
     go.touch()
     results = [collect(*p, timeout=600) for p in procs]
     per = [r["images_per_s"] for r in results]
+    # not a sum of per-process medians (each process's steady epochs fall in different windows, some
+    # of them with fewer processes running): the rate of all of them while all were in steady epochs
+    steady = [r["epoch_windows"][1:] or r["epoch_windows"] for r in results]
+    common, epochs = common_rate(steady, results[0]["images"]), "steady"
+    if common is None:  # short epochs out of step (a loaded CPU): every epoch, the first ones included
+        common, epochs = common_rate([r["epoch_windows"] for r in results], results[0]["images"]), "all"
+    if common is None:
+        raise TaskError(f"the {k} processes' epochs never ran at the same time: no common window")
     return {
-        "processes": k, "aggregate_images_per_s": float(sum(per)), "per_process_images_per_s": per,
-        "wall_s": max(r["process_start"] + r["setup_s"] + r["fit_s"] for r in results) - start,
+        "processes": k, "aggregate_images_per_s": common[0], "common_window_s": common[1], "window_epochs": epochs,
+        "per_process_images_per_s": per,
+        "fit_wall_s": max(r["process_start"] + r["setup_s"] + r["fit_s"] for r in results) - start,
         "peak_memory_gib": max(r["peak_memory_gib"] for r in results), "memory_kind": results[0]["memory_kind"],
-        "batch": results[0]["batch"], "images": results[0]["images"], "device_name": results[0]["device_name"],
+        "batch": results[0]["batch"], "images": results[0]["images"], "epochs": results[0]["epochs"],
+        "device_name": results[0]["device_name"],
     }  # fmt: skip
 
 
+def die_with_parent() -> None:
+    """Linux: this process is SIGKILLed when the process (thread) that started it dies, so that a killed
+    gpu_check leaves no task training on the GPU (a task's own workers follow it the same way)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def task_main(spec_path: str, result_path: str) -> None:
+    import logging
+
+    die_with_parent()
+    # the engine's epoch lines (l2ood.train) go to this task's log, which gpu_check keeps
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     spec = json.loads(Path(spec_path).read_text())
+    started = time.time() - PROCESS_START
+    print(f"task {spec['kind']} ({spec_path}), started {started:.1f} s after its process", flush=True)
     workdir = Path(spec["out_dir"])
     kinds = {"train": task_train, "resume": lambda s: task_resume(s, workdir),
              "determinism": lambda s: task_determinism(s, workdir), "concurrent": lambda s: task_concurrent(s, workdir)}  # fmt: skip
@@ -539,13 +657,17 @@ def task_main(spec_path: str, result_path: str) -> None:
 # --- the report -------------------------------------------------------------------------------
 
 
-def assemble(tasks: list[dict], entries: list[dict], smoke: bool, started: str, total: float) -> dict:
+def assemble(tasks: list[dict], entries: list[dict | None], smoke: bool, started: str, total: float) -> dict:
+    """The report of the tasks finished so far (``None``: not finished; listed in ``pending``)."""
     import torch
 
     from l2ood.train import ENGINE_DEFAULTS
 
     parts = {part: {} for part in PARTS}
+    pending = [f"{t['part']}/{t['name']}" for t, e in zip(tasks, entries) if e is None]
     for task, entry in zip(tasks, entries):
+        if entry is None:
+            continue
         if task.get("spec") and "run" in task["spec"]:
             entry = {"run": task["spec"]["run"], **entry}
         if task["part"] in ("full60", "resume", "determinism"):
@@ -559,16 +681,18 @@ def assemble(tasks: list[dict], entries: list[dict], smoke: bool, started: str, 
     if full.get("status") == "ok":  # timed from the start of the process that trains to model.pt's last write
         full.update(start_to_model_s=full["model_mtime"] - full["started_at"], bar_s=BAR_S)
         full["meets_bar"] = bool(full["start_to_model_s"] <= BAR_S)
-    default = parts["switches"].get("bf16_channels_last", {})
+    default = parts["switches"].get(DEFAULT_ROW, {})
     for row, e in parts["switches"].items():
         if row.startswith("compile_") and e.get("status") == "ok" and default.get("status") == "ok":
             e["compile_s"] = e["first_epoch_overhead_s"] - default["first_epoch_overhead_s"]
-    names = [e["device_name"] for e in entries if e.get("status") == "ok" and "device_name" in e]
+    names = [e["device_name"] for e in entries if e and e.get("status") == "ok" and "device_name" in e]
     return {
         "schema": 1, "smoke": smoke, "gpu": names[0] if names else None,
         "device": "cpu" if smoke or not names or names[0].startswith("cpu") else "cuda",
         "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
         "started": started, "total_s": round(total, 1), "engine_options": sorted(ENGINE_DEFAULTS),
+        "complete": not pending, "pending": pending, "running": sorted(list(RUNNING.values()), key=lambda r: r["task"]),
+        "found": found_line(),
         "throughput": {k: e["images_per_s"] for k, e in parts["recipes"].items() if e.get("status") == "ok"},
         "parts": parts,
     }  # fmt: skip
@@ -584,6 +708,8 @@ def status_of(e: dict) -> str:
 
 def not_ok_line(part: dict) -> str:
     """A part that did not run to the end: its status and the start of its error (or note)."""
+    if not part:
+        return "not run (not among --parts, or not finished: see the JSON's pending)"
     return f"{status_of(part)}: {part.get('error', part.get('note', ''))[:600]}"
 
 
@@ -673,6 +799,31 @@ def finite(value, path: str, found: list):
     return value
 
 
+def found_line() -> str:
+    """What this machine has, for the first line of the output: Python, torch, torchvision, the GPU."""
+    import torch
+
+    try:
+        import torchvision
+
+        vision = torchvision.__version__
+    except ImportError:
+        vision = "absent"
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none (CPU only)"
+    return (f"Python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+            f"torchvision {vision}, numpy {np.__version__}; GPU: {gpu}")  # fmt: skip
+
+
+def write_json(report: dict, json_path: Path) -> None:
+    """Atomically: a reader (or a kill) finds the previous complete file or this one, never half of one."""
+    report["non_finite"] = []
+    report = finite(report, "", report["non_finite"])
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = json_path.with_name(f".{json_path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1, allow_nan=False))
+    os.replace(tmp, json_path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("json", nargs="?", help=f"where the JSON goes (default: $OUT/gpu_check.json, else {DEFAULT_JSON})")
@@ -691,6 +842,7 @@ def main(argv=None):
     json_path = Path(
         args.json or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else DEFAULT_JSON)
     )
+    print(f"gpu_check: {found_line()}", flush=True)  # first: what this machine has
     budget = args.budget or (1800 if args.smoke else BUDGET_S)
     tasks = plan(args, load_config())
     if args.parts:
@@ -699,28 +851,41 @@ def main(argv=None):
             ap.error(f"unknown part(s) {sorted(keep - set(PARTS))}; choose from {','.join(PARTS)}")
         tasks = [t for t in tasks if t["part"] in keep]
     started, t0 = datetime.datetime.now().isoformat(timespec="seconds"), time.time()
-    workdir = Path(tempfile.mkdtemp(prefix="gpu_check-"))
+    # every task's log (and its workers') is kept beside the JSON; the models they train are not
+    workdir = json_path.with_name(f"{json_path.stem}-logs")
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    entries: list[dict | None] = [None] * len(tasks)
+    lock = threading.RLock()
 
-    def one(task):
-        entry = run_task(task, workdir, budget - (time.time() - t0))
+    def save():  # after every task: a kill at any moment leaves every task finished so far
+        with lock:
+            write_json(assemble(tasks, entries, args.smoke, started, time.time() - t0), json_path)
+
+    def stop(signum, frame):  # the JSON is up to date; the running tasks' processes go with this one
+        for proc in list(RUNNING):
+            kill_group(proc)
+        save()
+        print(f"\nstopped by signal {signum}: {json_path} has every task finished so far", flush=True)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def one(i):
+        task = tasks[i]
+        entry = run_task(task, workdir, budget - (time.time() - t0), on_start=save)
+        entries[i] = entry
+        save()
         print(f"[{time.time() - t0:5.0f} s] {task['part']}/{task['name']}: {entry['status']} ({entry['wall_s']:.1f} s)",
               flush=True)  # fmt: skip
-        return entry
 
+    save()  # at once: the machine and the pending tasks, before the first one finishes
     jobs = args.jobs or (2 if args.smoke else 1)
-    try:
-        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:  # each task is a process; a thread waits on it
-            entries = list(pool.map(one, tasks))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    report = assemble(tasks, entries, args.smoke, started, time.time() - t0)
-    report["non_finite"] = []
-    report = finite(report, "", report["non_finite"])
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = json_path.with_name(f".{json_path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1, allow_nan=False))
-    os.replace(tmp, json_path)
-    print("\n" + summary(report) + f"\n\nJSON: {json_path}")
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:  # each task is a process; a thread waits on it
+        list(pool.map(one, range(len(tasks))))
+    report = json.loads(json_path.read_text())
+    print("\n" + summary(report) + f"\n\nJSON: {json_path}\nlogs: {workdir}")
 
 
 if __name__ == "__main__":

@@ -118,3 +118,36 @@ def test_no_sync_on_cuda():
         A.random_resized_crop(x, gen, (0.8, 1.0), (0.75, 1.3333))
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+class NoHostData(NoHostSync):
+    """NoHostSync, and also raise on a tensor made from a sequence of Python numbers (``lift_fresh`` of more than
+    a 0-dim tensor): on CUDA that is a blocking host-to-device copy in the middle of the step. (A Python scalar
+    assigned into a slice is lifted to a 0-dim CPU tensor too, but copied as a fill value: no transfer.)"""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func._schema.name.split("::")[-1] == "lift_fresh" and args[0].dim() > 0:
+            raise AssertionError(f"host-to-device copy: {func}")
+        return super().__torch_dispatch__(func, types, args, kwargs)
+
+
+def test_the_cct_data_path_makes_no_host_sync_or_copy():
+    """The CCT recipe's batch as the training loop builds it (crop, flip, RandAugment with the dataset's fill,
+    mixup/cutmix): nothing waits for the device and, once the first step has built the fill colour, nothing is
+    copied to it."""
+    import yaml
+    from conftest import ROOT
+
+    from l2ood.mix import mix
+
+    recipe = yaml.safe_load((ROOT / "config.yaml").read_text())["recipes"]["cct300"]
+    mixing = {k: recipe[k] for k in ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")}
+    fill, gen = (125, 123, 114), torch.Generator().manual_seed(0)
+    A.augment(images(), recipe, gen, fill)  # the first step builds the fill tensor
+    with NoHostData():
+        for _ in range(3):  # with num_ops=2 a geometric op is all but certain in 3 x 64 x 2 draws
+            x = A.augment(images(), recipe, gen, fill)
+            x, target = mix(x, torch.arange(64) % 10, gen, 10, **mixing)
+    assert x.shape == (64, 3, 32, 32) and target.shape == (64, 10)
+    with pytest.raises(AssertionError, match="host-to-device"), NoHostData():
+        torch.as_tensor(fill, dtype=torch.float64)

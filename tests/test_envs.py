@@ -36,3 +36,22 @@ def test_pins_reject_ranges():
     with pytest.raises(AssertionError, match="not an exact pin"):
         pins(["numpy>=2.0"])
     assert pins(["PyYAML==6.0.3  # comment", "", "scikit_learn==1.9.1"]) == {"pyyaml": "6.0.3", "scikit-learn": "1.9.1"}
+
+
+def test_cpu_requirements_are_the_same_pins_with_torch_cpu_wheels():
+    """envs/requirements-cpu.txt = requirements.txt plus torch's CPU wheel index and the +cpu builds of its torch
+    and torchvision pins, which satisfy requirements.txt's own pins (pip installs both files' lines at once).
+    Not run here: the install itself (download.pytorch.org is out of reach of the test machines)."""
+    from packaging.requirements import Requirement
+
+    lines = [line.split("#")[0].strip() for line in (ENVS / "requirements-cpu.txt").read_text().splitlines()]
+    lines = [line for line in lines if line]
+    indexes = ["--index-url https://download.pytorch.org/whl/cpu", "--extra-index-url https://pypi.org/simple"]
+    assert lines[:2] == indexes
+    assert lines[-1] == "-r requirements.txt"
+    cpu = pins(lines[2:-1])
+    main = pins((ENVS / "requirements.txt").read_text().splitlines())
+    assert set(cpu) == {"torch", "torchvision"}
+    for name, version in cpu.items():
+        assert version == main[name] + "+cpu", name
+        assert Requirement(f"{name}=={main[name]}").specifier.contains(version), f"{name} {version} breaks the pin"

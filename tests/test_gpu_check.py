@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -46,15 +47,70 @@ def test_engine_options_the_engine_lacks_are_listed_not_passed(gc):
     assert known == {"amp": True} and missing == ["compile_mode"]
 
 
-def test_plan_has_every_part_and_fits_the_budget_order(gc):
+def test_plan_puts_the_planning_figures_first_and_fits_the_budget_order(gc):
     tasks = gc.plan(type("A", (), {"smoke": False})(), gc.load_config())
     assert {t["part"] for t in tasks} == PARTS
-    assert [t["part"] for t in tasks[:3]] == ["full60", "resume", "determinism"]
-    full = tasks[0]["spec"]
+    parts = [t["part"] for t in tasks]
+    # each recipe's throughput (what l2ood.plan reads), then resume, then the rest
+    assert parts[: len(PAPER_KEYS) + 3] == ["recipes"] * len(PAPER_KEYS) + ["resume", "full60", "determinism"]
+    full = next(t["spec"] for t in tasks if t["part"] == "full60")
     assert full["n"] == 50_000 and full["cfg"]["recipe"]["epochs"] == 60 and full["cfg"]["recipe"]["batch_size"] == 1024
     levels = [t["spec"]["processes"] for t in tasks if t["part"] == "concurrency"]
     assert levels == [1, 2, 4, 1, 2, 4]
     assert tasks[-1]["name"] == "compile_max-autotune"  # the slowest, most expendable row last
+    # the planning figures and full60 fit the default budget: it cuts only the tail
+    assert sum(t["need_s"] for t in tasks if t["part"] in ("recipes", "resume", "full60")) <= gc.BUDGET_S
+    # compile, no spectral norm and deterministic: the engine's float32 default, as the recipes (no bf16)
+    rows = {t["name"]: t["spec"] for t in tasks if t["part"] == "switches"}
+    for row in ("compile_default", "no_spectral_norm", "deterministic", "fp32_tf32"):
+        assert "amp" not in rows[row]["engine"] and "channels_last" not in rows[row]["engine"], row
+    assert rows["bf16_channels_last"]["engine"]["amp"] is True
+    assert all("amp" not in t["spec"]["engine"] for t in tasks if t["part"] == "recipes")
+
+
+def test_the_concurrency_total_counts_only_the_common_window(gc):
+    """Two processes at 100 images/s each, the second starting late: 200 images/s while both run, not the sum
+    of anything measured outside that window; no overlap, no figure."""
+    a = [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]  # 100 images per epoch of 1 s
+    b = [(1.5, 2.5), (2.5, 3.5)]
+    rate, window = gc.common_rate([a, b], 100)
+    assert window == pytest.approx(1.5) and rate == pytest.approx(200.0)
+    assert gc.common_rate([[(0.0, 1.0)], [(2.0, 3.0)]], 100) is None
+
+
+def test_a_task_that_cannot_finish_in_the_time_left_is_not_started(gc, tmp_path):
+    task = {"part": "recipes", "name": "x", "timeout": 60, "need_s": 30, "spec": {"kind": "train"}}
+    entry = gc.run_task(task, tmp_path, 29)
+    assert entry["status"] == "skipped" and "29 s left, the task needs 30 s" in entry["note"]
+
+
+def test_tf32_flags_are_read_as_fit_set_them(gc):
+    """Before fit the process has torch's defaults; the record is taken inside fit's own backend_flags."""
+    import contextlib
+
+    import torch
+
+    class Engine:  # a stand-in for l2ood.train: its backend_flags turns TF32 on, as fit does on CUDA
+        @staticmethod
+        @contextlib.contextmanager
+        def backend_flags(*args):
+            saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+            torch.set_float32_matmul_precision("high")
+            torch.backends.cudnn.allow_tf32 = True
+            try:
+                yield
+            finally:
+                torch.set_float32_matmul_precision(saved[0])
+                torch.backends.cudnn.allow_tf32 = saved[1]
+
+    record = {}
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with gc.recording_flags(Engine, torch, record)():
+            pass
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
+    assert record == {"matmul": "high", "conv": True}
 
 
 def test_failing_and_hanging_tasks_are_recorded_and_their_processes_killed(gc, tmp_path):
@@ -160,8 +216,69 @@ def test_smoke_run_exercises_every_part_and_writes_the_json_to_out(tmp_path):
         assert set(levels) == {"1", "2"}
         for k, e in levels.items():
             assert e["status"] == "ok" and len(e["per_process_images_per_s"]) == int(k)
-            assert e["aggregate_images_per_s"] == pytest.approx(sum(e["per_process_images_per_s"]))
+            assert 0 < e["common_window_s"] <= e["fit_wall_s"] and e["aggregate_images_per_s"] > 0
+        one = levels["1"]  # one process: its steady epochs' rate, measured around the epoch instead of inside
+        assert one["aggregate_images_per_s"] == pytest.approx(one["per_process_images_per_s"][0], rel=0.25)
 
     for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
         assert heading in proc.stdout
     assert "Failed tasks" not in proc.stdout
+
+
+BLOCKER = """
+import sys
+
+
+class Blocker:  # the GPU machine has neither: gpu_check must not need them
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("snakemake", "jsonschema"):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+
+
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def test_a_kill_at_any_moment_leaves_every_finished_task_in_the_json(tmp_path):
+    """SIGKILL gpu_check (no handler can run) once two tasks have finished: the JSON holds both, with their logs,
+    says what was running and what was pending, and the running task's processes die with it. Without snakemake
+    and jsonschema on the path, as on the GPU machine."""
+    (tmp_path / "block").mkdir()
+    (tmp_path / "block" / "sitecustomize.py").write_text(BLOCKER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "block"), str(ROOT / "workflow")])}
+    out = tmp_path / "gpu_check.json"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--smoke", "--parts", "recipes", "--jobs", "1", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    first = proc.stdout.readline()
+    try:
+        deadline = time.time() + 600
+        report = {}
+        while time.time() < deadline and proc.poll() is None:
+            if out.exists():
+                report = json.loads(out.read_text())  # written atomically: never half a file
+                if len(report["parts"]["recipes"]) >= 2 and report["running"]:
+                    break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stdout.read()
+    finally:
+        proc.kill()
+        rest = proc.communicate()[0]
+    found = r"gpu_check: Python 3\.\d+\.\d+, torch \S+ .*torchvision \S+.*; GPU: none \(CPU only\)"
+    assert re.match(found, first), first
+    report = json.loads(out.read_text())
+    done = report["parts"]["recipes"]
+    assert len(done) >= 2 and report["complete"] is False and report["throughput"]
+    assert len(done) + len(report["pending"]) == len(PAPER_KEYS), (done, report["pending"])
+    for key, e in done.items():
+        assert e["status"] == "ok" and e["images_per_s"] > 0 and report["throughput"][key] == e["images_per_s"]
+        log = Path(e["log"]).read_text()  # kept, with the engine's epoch lines
+        assert log.startswith("task train") and re.search(r"l2ood.train \S+ seed 0: epoch 2/2 ", log), log
+    for line in rest.splitlines():
+        if line.startswith("[") and "recipes/" in line:  # every task the output says finished is in the JSON
+            assert line.split("recipes/")[1].split(":")[0] in done, line
+    running = report["running"][0]
+    assert running["task"].startswith("recipes/") and Path(running["log"]).exists()
+    deadline = time.time() + 20  # the running task dies with its parent (PR_SET_PDEATHSIG)
+    while alive_in_group(running["pid"]) and time.time() < deadline:
+        time.sleep(0.2)
+    assert alive_in_group(running["pid"]) == []

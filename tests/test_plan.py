@@ -2,6 +2,7 @@
 line and the command-line summary a user sees."""
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -79,4 +80,68 @@ def test_command_line_reads_the_repository_config_from_any_folder(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "l2ood.plan", "paper"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"paper: \d+ runs, \d+ training jobs, \d+ epochs, about \d+ GPU hours", proc.stdout), proc.stdout
+    totals = r"paper: \d+ runs, \d+ training jobs, \d+ epochs, about \d+-\d+ GPU hours"
+    assert re.search(totals, proc.stdout), proc.stdout
+
+
+def test_the_estimate_is_a_range_from_flops_and_says_so(config):
+    """ResNet18, 60 epochs on CIFAR-10: 90-140 s between the fast and the slow end; both ends in the table and
+    the totals; the cluster request takes the slow end."""
+    fast, slow = (60 * plan.epoch_seconds(config, RUN, {}, end) for end in ("fast", "slow"))
+    assert 85 <= fast <= 95 and 135 <= slow <= 145
+    df = plan.summary(config, "paper", {}).set_index("run")
+    assert df.loc[RUN, "gpu_hours_fast"] == pytest.approx(15 * fast / 3600)
+    assert df.loc[RUN, "gpu_hours"] == pytest.approx(15 * slow / 3600)
+    assert plan.runtime_request(config, RUN) == math.ceil(3 * slow / 60 + 10)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow")}
+    out = subprocess.run([sys.executable, "-m", "l2ood.plan"], env=env, capture_output=True, text=True, timeout=120)
+    assert f"about {plan.hours_range(df)} GPU hours (estimate" in out.stdout
+    assert "GPU hours not measured yet, estimated from training FLOPs per image" in out.stdout
+    assert re.search(rf"{RUN} +15 +60 +\d\.\d\d-\d\.\d\d estimate", out.stdout), out.stdout
+
+
+def test_readme_gpu_hours_are_what_the_plan_prints(config):
+    from l2ood.config import spec_runs, study_item
+
+    readme = (ROOT / "README.md").read_text()
+    df = plan.summary(config, "paper", {}).set_index("run")
+    assert f"210 training jobs, about {plan.hours_range(df)} GPU hours" in readme
+    assert f"**about {plan.hours_range(df)} GPU hours**" in readme
+    for table, text in (("table8", "Table 8 is 30 training jobs (ResNet18, 60 epochs, both heads, 15 seeds), about {}"),
+                        ("table4", "Table 4, the paper's main table, 140 jobs and about {}")):  # fmt: skip
+        rows = df.loc[spec_runs(study_item(config, "paper", "tables", table))]
+        assert text.format(f"{plan.hours_range(rows)} GPU hours") in readme, table
+    assert not re.search(r"about \d+ GPU hours", readme)  # a single figure would be the old, unmeasured one
+
+
+@pytest.mark.parametrize("args,message", [
+    (["papr"], "no study 'papr' in .*config.yaml; its studies: demo, paper"),
+    (["paper", "no/such.yaml"], "cannot read the config file no/such.yaml: No such file or directory"),
+])  # fmt: skip
+def test_command_line_errors_say_what_is_wrong_without_a_traceback(tmp_path, args, message):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow")}
+    proc = subprocess.run([sys.executable, "-m", "l2ood.plan", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert re.search(message, proc.stderr), proc.stderr
+    helped = subprocess.run([sys.executable, "-m", "l2ood.plan", "--help"], env=env, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert helped.returncode == 0 and "usage: python -m l2ood.plan [-h] [study] [config]" in helped.stdout
+
+
+@pytest.mark.parametrize("model", sorted(plan.TRAIN_GFLOP_PER_IMAGE))
+def test_train_flops_are_counted_from_the_models(config, model):
+    """The table is a count, not a guess: one forward and backward pass of the paper's model at 32 px."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from l2ood.config import resolve_run
+    from l2ood.models import build_model
+
+    run = next(r for r, spec in config["runs"].items() if spec["model"] == model)
+    cfg = resolve_run(config, run)
+    net = build_model(cfg["model"], cfg["num_classes"], cfg["head"], 32, **cfg["model_kwargs"])
+    with FlopCounterMode(display=False) as counter:
+        out = net(torch.randn(2, 3, 32, 32))
+        (out[0] if isinstance(out, tuple) else out).sum().backward()
+    assert counter.get_total_flops() / 2 / 1e9 == pytest.approx(plan.TRAIN_GFLOP_PER_IMAGE[model], rel=0.01)

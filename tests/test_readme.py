@@ -17,8 +17,11 @@ README = ROOT / "README.md"
 #: commands run elsewhere, by the test (tests/<file>::<function>) or CI step that runs them as written
 RUN_ELSEWHERE = {
     "pip install -r envs/requirements-test.txt": ".ci/run",
+    # checked, not run: its index (download.pytorch.org) is out of the test machines' reach
+    "pip install -r envs/requirements-cpu.txt": "tests/test_envs.py::test_cpu_requirements_are_the_same_pins_with_torch_cpu_wheels",
     "pytest": ".ci/run",
     "bash .ci/install-slurm.sh": ".ci/run",
+    "bash .ci/install-chromium.sh": ".ci/run",
     "CI=true bash .ci/run": ".ci/run",  # CI's own command
     "snakemake --cores 2": "tests/test_workflow.py::demo",  # the demo fixture builds it (a tiny config over it)
     "snakemake --report results/demo/report.html": "tests/test_workflow.py::test_report_has_a_description_and_the_tables_inline",

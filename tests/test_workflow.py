@@ -147,6 +147,35 @@ def test_terminal_is_short_and_every_progress_line_names_run_and_seed(demo):
     assert len(progress) == 4 * 2  # per job the first and the last epoch (the log file has all three)
 
 
+def test_the_last_lines_name_the_tables_figures_and_report_command(demo):
+    """terminal.smk: a step count up to the last job (every tenth), then where the results are and the report
+    command, before Snakemake's own last two lines (the log's path, the elapsed time)."""
+    lines = (demo / "terminal.txt").read_text().splitlines()
+    end = "\n".join(lines[-4:])
+    assert "results/demo/tables/" in end and "results/demo/figures/" in end, end
+    assert "snakemake --report results/demo/report.html" in end, end
+    counts = [m for m in (re.search(r"(\d+) of (\d+) steps", line) for line in lines) if m]
+    assert counts and counts[-1][1] == counts[-1][2], counts  # the count is seen to the last job
+    assert 5 <= len(counts) <= 11, counts  # every tenth: progress without burying the training lines
+    last_training = max(i for i, line in enumerate(lines) if re.search(r"epoch \d+/\d+", line))
+    assert sum(bool(re.search(r"\d+ of \d+ steps", line)) for line in lines[last_training:]) >= 2
+
+
+def test_report_home_page_scrolls_to_its_title_at_1400x900(demo, tmp_path):
+    """The home page is taller than a 1400 x 900 window: scrolled to the top, its title is in view (Snakemake's
+    own layout centred it vertically and left the title and introduction above the reachable top)."""
+    import browser
+
+    browser.chromium()  # skips here before the report is built, where there is no browser
+    report = demo / "results/demo/report.html"
+    if not report.exists():  # (test_report_has_a_description_and_the_tables_inline builds the same)
+        snakemake(demo, *TINY, "--report", "results/demo/report.html")
+    layout = browser.home_page_layout(report, tmp_path)
+    assert layout["found"] and layout["title"].startswith("L2-normalized features"), layout
+    assert layout["scrollHeight"] > layout["clientHeight"], layout  # taller than the window: the case at issue
+    assert layout["contentTop"] >= 0 and 0 <= layout["titleTop"] < 100, layout
+
+
 def html_text(text):
     """Text as a reader sees it: tags dropped, entities decoded, white space collapsed."""
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())

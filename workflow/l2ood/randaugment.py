@@ -33,6 +33,7 @@ original (non-"inc") variants. Each op is bit-identical to Pillow's on uint8 RGB
   distributions are the same).
 """
 
+import functools
 import math
 
 import torch
@@ -243,6 +244,14 @@ def _interpolate(v: list[torch.Tensor], d: torch.Tensor, bicubic: torch.Tensor) 
     return torch.where(bicubic, cubic, linear)
 
 
+@functools.lru_cache(maxsize=8)
+def fill_tensor(fill: tuple, device: torch.device) -> torch.Tensor:
+    """``fill`` as a (1, C, 1) float64 tensor on ``device``, built once per colour and device: a
+    tensor made from Python numbers is a blocking host-to-device copy on CUDA, which would stall
+    every training step (two RandAugment layers per CCT step). Read only: torch.where copies it."""
+    return torch.as_tensor(fill, device=device, dtype=torch.float64).view(1, -1, 1)
+
+
 def warp_affine(x: torch.Tensor, theta: torch.Tensor, bicubic: torch.Tensor, fill) -> torch.Tensor:
     """Resample each image with its affine map ``theta`` (B, 2, 3, PIL's convention), bilinear or
     bicubic per image (``bicubic`` (B,) bool), as PIL's ``Image.transform``: a pixel whose source
@@ -274,8 +283,7 @@ def warp_affine(x: torch.Tensor, theta: torch.Tensor, bicubic: torch.Tensor, fil
     # along x in each of the 4 rows, then along y, as PIL; one contiguous (B, C, H*W) tensor per tap
     along_x = [_interpolate([tap(i, j) for j in range(4)], dx, cub) for i in range(4)]
     out = _interpolate(along_x, dy, cub)
-    fill_t = torch.as_tensor(fill, device=dev, dtype=torch.float64).view(1, -1, 1)
-    out = torch.where(inside.unsqueeze(1), torch.floor(out).clamp_(0, 255), fill_t)
+    out = torch.where(inside.unsqueeze(1), torch.floor(out).clamp_(0, 255), fill_tensor(tuple(fill), dev))
     return out.view(b, c, h, w).to(torch.uint8)
 
 

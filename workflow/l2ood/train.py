@@ -51,7 +51,9 @@ log = logging.getLogger("l2ood.train")
 # run's params, so the bump retrains every model (and a mere refactor, which does not bump it,
 # retrains none). tests/test_rerun.py fails when those files change and this stays the same;
 # tests/training_code.sha256 says how to record a change that leaves the numbers alone.
-TRAINING_CODE_VERSION = 1
+# 2: the collapse measures (collapse.csv) use the sample std for equinormality (ddof=1, as Papyan et
+# al.), and inference runs under the engine's TF32 and determinism flags (GPU outputs change).
+TRAINING_CODE_VERSION = 2
 
 # The engine's options and their defaults: how training and inference run. Those that change the
 # numbers (l2ood.config.NUMERIC_ENGINE_OPTIONS: device, amp, tf32, compile, compile_mode, channels_last,
