@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from .collapse import change_by_norm_group  # noqa: E402
 from .layout import HEADS  # noqa: E402
 from .outputs import load_outputs  # noqa: E402
+from .results import load_curves, load_seeds  # noqa: E402
 from .scores import head_logits, max_softmax, scaled_logits  # noqa: E402
 
 #: per head, in every figure: the colour of its boxes, points and curves
@@ -182,7 +183,7 @@ def accuracy_vs_norm(spec: dict):
 
 
 def _seed_curves(paths: list[str], column: str) -> tuple[np.ndarray, np.ndarray]:
-    frames = [pd.read_csv(p) for p in paths]
+    frames = load_curves(paths, column)
     return frames[0]["epoch"].to_numpy(), np.stack([f[column].to_numpy() for f in frames])
 
 
@@ -278,7 +279,7 @@ def softmax_vs_norm(spec: dict):
     for ax, p in zip(axes, spec["panels"]):
         scale = p.get("scale")
         if scale == "tuned":
-            scale = float(pd.read_csv(p["metrics"]).query("score == 'scaled_msp'")["scale"].iloc[0])
+            scale = float(load_seeds({p["run"]: [p["metrics"]]}).query("score == 'scaled_msp'")["scale"].iloc[0])
         for d, color in zip(p["outputs"], DATASET_COLORS):
             out = load_outputs(p["outputs"][d])
             y = max_softmax(scaled_logits(out, scale) if scale else head_logits(out))  # the probability itself
@@ -306,7 +307,7 @@ def detectors(spec: dict):
                 "fpr95_ood_positive": "FPR@95 (%, OoD positive)"}  # fmt: skip
     if metric not in names_of:
         raise ValueError(f"detectors figure: metric must be one of {sorted(names_of)}, got {metric!r}")
-    m = pd.concat([pd.read_csv(f) for fs in spec["metrics"].values() for f in fs], ignore_index=True)
+    m = load_seeds(spec["metrics"])
     m = m[m.logits == spec.get("logits", "raw")]
     names = spec.get("detectors") or [d for d in DETECTORS if d in set(m.detector)]
     oods = ood_columns(spec)

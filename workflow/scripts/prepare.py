@@ -1,4 +1,4 @@
-from _common import setup
+from _common import record_params, setup
 
 log = setup(snakemake)
 
@@ -13,3 +13,4 @@ prepare(
     inputs=list(snakemake.input),
     md5=snakemake.params.md5,
 )
+record_params(snakemake)

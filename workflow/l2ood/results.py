@@ -1,0 +1,135 @@
+"""The checked readers of what tables and figures read: a damaged file stops the job with its path
+and the fix, instead of becoming a cell from fewer seeds (a metrics.csv cut mid-row parses, with NaN
+or without its last rows).
+
+A run and seed's ``metrics.csv`` (l2ood.evaluate) and ``detectors.csv`` (l2ood.evaluate_detectors)
+are checked for: the run and seed of their path, every OoD set times every score (or detector and
+logits variant) once, the same sets and scores in every seed of a run, the OoD sets their job
+recorded (l2ood.ondisk.params_record), no NaN in a metric. Per-epoch CSVs (history, collapse) and
+the tables a comparison reads are checked to parse, to have their columns and no NaN in them.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .layout import DETECTOR_METRICS
+from .ondisk import params_record
+
+#: what a per-seed file's rows are keyed by, and the metrics none of its rows may lack
+KEYS = {"metrics": ["ood", "score"], "detectors": ["ood", "detector", "logits"]}
+METRIC_COLUMNS = ["auroc", "fpr95", "accuracy"]
+
+
+class DamagedResultError(ValueError):
+    """A file a table or figure reads is incomplete or not what its path says."""
+
+
+def _damaged(path, what: str, fix: str) -> DamagedResultError:
+    return DamagedResultError(f"{path}: {what}. It was cut short, is corrupt or was left by another config: {fix}")
+
+
+def _rebuild(path) -> str:
+    return f"delete it (rm {path}) and run again; it is computed again from the run's stored outputs"
+
+
+def read_csv(path, columns=(), numeric=(), fix: str = "") -> pd.DataFrame:
+    """``path`` as a frame that parses, has ``columns`` and no NaN in ``numeric``; otherwise an error
+    naming the path and ``fix`` (default: delete it and run again)."""
+    fix = fix or _rebuild(path)
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise _damaged(path, f"cannot be read ({err})", fix) from None
+    missing = [c for c in [*columns, *numeric] if c not in df.columns]
+    if missing:
+        raise _damaged(path, f"has no column {missing}", fix)
+    if df.empty:
+        raise _damaged(path, "has no rows", fix)
+    bad = [c for c in numeric if pd.to_numeric(df[c], errors="coerce").isna().any()]
+    if bad:
+        rows = sorted(df.index[df[bad].apply(pd.to_numeric, errors="coerce").isna().any(axis=1)] + 2)
+        raise _damaged(path, f"has no number in {bad} on line(s) {rows[:5]}", fix)
+    return df
+
+
+def _seed_of(path) -> int | None:
+    m = re.search(r"/seed(\d+)/", str(path))
+    return int(m.group(1)) if m else None
+
+
+def _recorded_ood(path) -> list[str] | None:
+    """The OoD sets the job that wrote ``path`` recorded it was given (its params record), if any."""
+    try:
+        return list(json.loads(params_record(path).read_text())["meta"]["ood"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_seed(path, kind: str, run: str | None = None) -> pd.DataFrame:
+    """One run and seed's ``metrics.csv`` (``kind`` "metrics") or ``detectors.csv`` ("detectors"), checked."""
+    keys = KEYS[kind]
+    df = read_csv(path, ["run", "seed", *keys], METRIC_COLUMNS)
+    seed = _seed_of(path)
+    runs, seeds = sorted(set(df["run"].astype(str))), sorted(set(df["seed"]))
+    if (run is not None and runs != [run]) or (seed is not None and seeds != [seed]):
+        raise _damaged(path, f"holds run {runs} seed {seeds}, not run {run} seed {seed}", _rebuild(path))
+    if df.duplicated(keys).any():
+        raise _damaged(path, f"repeats rows of {keys}", _rebuild(path))
+    grid = df.groupby("ood").size()
+    if grid.nunique() != 1:
+        short = sorted(grid[grid < grid.max()].index)
+        raise _damaged(path, f"lacks rows for OoD set(s) {short} (each set has {grid.max()} elsewhere)", _rebuild(path))
+    recorded = _recorded_ood(path)
+    if recorded is not None and sorted(recorded) != sorted(grid.index):
+        raise _damaged(path, f"has OoD sets {sorted(grid.index)}; its job was given {sorted(recorded)}", _rebuild(path))
+    return df
+
+
+def load_seeds(files: dict[str, list[str]]) -> pd.DataFrame:
+    """Every seed's ``metrics.csv`` or ``detectors.csv`` of every run (``{run: [path per seed]}``),
+    checked one by one and across the seeds of a run (each has the same OoD sets and scores), as one frame."""
+    frames = []
+    for run, paths in files.items():
+        first = None
+        for path in paths:
+            kind = "detectors" if Path(path).name == DETECTOR_METRICS else "metrics"
+            df = load_seed(path, kind, run)
+            rows = set(map(tuple, df[KEYS[kind]].astype(str).to_numpy()))
+            if first is None:
+                first = (path, rows)
+            elif rows != first[1]:
+                lacking, short = (path, first[0]) if len(rows) < len(first[1]) else (first[0], path)
+                raise _damaged(lacking, f"has fewer rows than {short} of the same run", _rebuild(lacking))
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_seed_files(paths: list[str]) -> pd.DataFrame:
+    """``load_seeds`` of a flat list of ``results/runs/<run>/seed<n>/...`` paths (a study's metrics)."""
+    files: dict[str, list[str]] = {}
+    for path in paths:
+        m = re.search(r"results/runs/([^/]+)/seed\d+/", str(path))
+        files.setdefault(m.group(1) if m else str(path), []).append(str(path))
+    return load_seeds(files)
+
+
+def load_study_tables(paths: list[str]) -> pd.DataFrame:
+    """The tidy CSVs of a study's tables (l2ood.tables), each checked, with ``table`` its file name."""
+    columns = ["row", "column", "metric", "value", "std", "n_seeds"]
+    fix = "delete the table's files (rm {}.*) and run again".format
+    frames = [read_csv(p, columns, fix=fix(str(p)[:-4])).assign(table=Path(p).stem) for p in paths]
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_curves(paths: list[str], column: str) -> list[pd.DataFrame]:
+    """Per-epoch CSVs of a run's seeds (``collapse.csv``, ``history.csv``: written by training), each
+    with ``epoch`` and ``column`` and no NaN in them; the same epochs in each."""
+    fix = "move its run folder away (mv {0} {0}.old) and run again to train it again".format
+    frames = [read_csv(p, ["epoch"], ["epoch", column], fix(Path(p).parent)) for p in paths]
+    for p, f in zip(paths[1:], frames[1:]):
+        if list(f["epoch"]) != list(frames[0]["epoch"]):
+            raise _damaged(p, f"has epochs {len(f)}, {paths[0]} has {len(frames[0])}", fix(Path(p).parent))
+    return frames
