@@ -179,6 +179,12 @@ def built_from(nodes: list[Node]) -> list[Node]:
     return out
 
 
+def aside(folder: str) -> str:
+    """``<folder>.old``, or ``.old2``, ... where that is taken (``mv`` would move into it)."""
+    names = (f"{folder}.old{i if i > 1 else ''}" for i in range(1, 1000))
+    return next(n for n in names if not Path(n).exists())
+
+
 def fix(nodes: list[Node]) -> str:
     """The commands that take ``nodes`` (on disk) out of the way so that they are built again: a run
     and seed's folder is moved aside when its model goes (the rest of it was built from that model),
@@ -193,7 +199,7 @@ def fix(nodes: list[Node]) -> str:
         if n.kind != "prepare" and n.path.rsplit("/", 1)[0] in runs:
             continue  # moved with its run folder
         removed.append(n.path)
-    commands = [f"mv {d} {d}.old" for d in sorted(runs | studies) if Path(d).exists()]
+    commands = [f"mv {d} {aside(d)}" for d in sorted(runs | studies) if Path(d).exists()]
     if removed:
         commands.append("rm -r " + " ".join(sorted(set(removed))))
     return "; ".join(commands)
@@ -321,8 +327,9 @@ def stale_training(nodes: dict[str, Node], config: dict, trust_records: bool = T
 
 def stale_params(nodes: dict[str, Node], expected, trust_records: bool = True) -> list[Finding]:
     """Files on disk built with other params than the config gives now, which Snakemake has no record
-    to replan by (or any, under ``--touch``): each job's params record (``write_params``) against
-    ``expected(kind, wildcards)``, the params its rule would be given now."""
+    to replan by (or any, under ``--touch``: then the code digests of scripts are not compared): each
+    job's params record (``write_params``) against ``expected(kind, wildcards)``, the params its rule
+    would be given now."""
     problems = []
     for node in nodes.values():
         if node.kind == "train" or not node.on_disk():
@@ -339,7 +346,12 @@ def stale_params(nodes: dict[str, Node], expected, trust_records: bool = True) -
         except (OSError, ValueError) as err:
             diffs = [f"{record} cannot be read ({err})"]
         else:
-            diffs = cfglib.params_differences(recorded, plain(expected(node.kind, node.wildcards)))
+            now = plain(expected(node.kind, node.wildcards))
+            if not trust_records and node.kind not in ("infer", "features"):
+                # --touch after an edit of a script or library module is what it is for; their
+                # code param is TRAINING_CODE_VERSION, bumped only when the numbers change
+                recorded.pop("code", None), now.pop("code", None)
+            diffs = cfglib.params_differences(recorded, now)
         if diffs:
             listed = "\n    ".join(diffs)
             problems.append(

@@ -40,9 +40,15 @@ def read_csv(path, columns=(), numeric=(), fix: str = "") -> pd.DataFrame:
     naming the path and ``fix`` (default: delete it and run again)."""
     fix = fix or _rebuild(path)
     try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(f.tell() - 1, 0))
+            last = f.read(1)
         df = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as err:
         raise _damaged(path, f"cannot be read ({err})", fix) from None
+    if last != b"\n":  # pandas ends every file it writes with a newline: the last row was cut
+        raise _damaged(path, "ends in the middle of a row", fix)
     missing = [c for c in [*columns, *numeric] if c not in df.columns]
     if missing:
         raise _damaged(path, f"has no column {missing}", fix)
