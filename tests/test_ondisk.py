@@ -93,7 +93,7 @@ def test_a_metrics_file_cut_short_or_from_elsewhere_is_refused(tmp_path):
         with pytest.raises(results.DamagedResultError, match=rf"{path}: {what}.*rm {path}"):
             results.load_seeds(files)
     _metrics(path, seed=0)  # another seed's file copied over this one
-    with pytest.raises(results.DamagedResultError, match=r"holds run \['r'\] seed \[0\], not run r seed 1"):
+    with pytest.raises(results.DamagedResultError, match=r"holds run r seed 0, not run r seed 1"):
         results.load_seeds(files)
     # the OoD sets its job was given (its params record) must all be there: no other seed to compare with
     _metrics(path, seed=1, oods=("a",))

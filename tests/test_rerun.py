@@ -566,7 +566,7 @@ def test_results_built_from_a_moved_run_are_reported(built, tmp_path):
     shutil.move(clone / run, clone / f"{run}.old")
     proc = snakemake(clone, "-n", *TINY, check=False)
     assert proc.returncode != 0, proc.text[-3000:]
-    assert f"{run}/model.pt is not on disk, but results built from it are (" in proc.text, proc.text[-3000:]
+    assert f"{run}/model.pt is not on disk, but results that read it are (" in proc.text, proc.text[-3000:]
     assert "results/demo/tables/demo.html" in proc.text and "mv results/demo results/demo.old" in proc.text
     shutil.move(clone / f"{run}.old", clone / run)
     jobs = plan(clone, *TINY, "--config", "runs={demo-smallcnn-l2: {seeds: 3}}")

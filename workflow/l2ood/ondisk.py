@@ -288,8 +288,8 @@ def orphaned_results(nodes: dict[str, Node]) -> list[Finding]:
             listed = ", ".join(n.path for n in kept)
             problems.append(
                 (
-                    f"{node.path} is not on disk, but results built from it are ({listed}): Snakemake would "
-                    f"keep them as they are and not train it again (put the model back, or take them away)",
+                    f"{node.path} is not on disk, but results that read it are ({listed}): Snakemake would "
+                    f"keep them as they are and not train it (put the model back, or take them away)",
                     kept,
                 )
             )

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from .layout import DETECTOR_METRICS
 from .ondisk import params_record
 
 #: what a per-seed file's rows are keyed by, and the metrics none of its rows may lack
@@ -61,9 +60,10 @@ def read_csv(path, columns=(), numeric=(), fix: str = "") -> pd.DataFrame:
     return df
 
 
-def _seed_of(path) -> int | None:
-    m = re.search(r"/seed(\d+)/", str(path))
-    return int(m.group(1)) if m else None
+def _run_seed_of(path) -> tuple[str, int] | None:
+    """(run, seed) of a ``results/runs/<run>/seed<n>/`` path; None for any other path."""
+    m = re.search(r"results/runs/([^/]+)/seed(\d+)/", str(path))
+    return (m.group(1), int(m.group(2))) if m else None
 
 
 def _recorded_ood(path) -> list[str] | None:
@@ -74,41 +74,47 @@ def _recorded_ood(path) -> list[str] | None:
         return None
 
 
-def load_seed(path, kind: str, run: str | None = None) -> pd.DataFrame:
-    """One run and seed's ``metrics.csv`` (``kind`` "metrics") or ``detectors.csv`` ("detectors"), checked."""
-    keys = KEYS[kind]
-    df = read_csv(path, ["run", "seed", *keys], METRIC_COLUMNS)
-    seed = _seed_of(path)
-    runs, seeds = sorted(set(df["run"].astype(str))), sorted(set(df["seed"]))
-    if (run is not None and runs != [run]) or (seed is not None and seeds != [seed]):
-        raise _damaged(path, f"holds run {runs} seed {seeds}, not run {run} seed {seed}", _rebuild(path))
-    if df.duplicated(keys).any():
+def load_seed(path) -> pd.DataFrame:
+    """One run and seed's ``metrics.csv`` or ``detectors.csv`` (rows keyed by detector and logits
+    variant), checked; a file of another name may hold several runs and seeds, each checked alike."""
+    df = read_csv(path, ["run", "seed", "ood"], METRIC_COLUMNS)
+    keys = KEYS["detectors" if "detector" in df.columns else "metrics"]
+    missing = [k for k in keys if k not in df.columns]
+    if missing:
+        raise _damaged(path, f"has no column {missing}", _rebuild(path))
+    expected = _run_seed_of(path)
+    found = sorted(set(zip(df["run"].astype(str), df["seed"])))
+    if expected is not None and found != [expected]:
+        held = ", ".join(f"run {r} seed {s}" for r, s in found)
+        raise _damaged(path, f"holds {held}, not run {expected[0]} seed {expected[1]}", _rebuild(path))
+    if df.duplicated(["run", "seed", *keys]).any():
         raise _damaged(path, f"repeats rows of {keys}", _rebuild(path))
-    grid = df.groupby("ood").size()
-    if grid.nunique() != 1:
-        short = sorted(grid[grid < grid.max()].index)
-        raise _damaged(path, f"lacks rows for OoD set(s) {short} (each set has {grid.max()} elsewhere)", _rebuild(path))
+    sizes = df.groupby(["run", "seed", "ood"]).size()
+    for (run, seed), grid in sizes.groupby(level=[0, 1]):
+        if grid.nunique() != 1:
+            short = sorted(grid[grid < grid.max()].index.get_level_values("ood"))
+            raise _damaged(path, f"lacks rows for OoD set(s) {short} (each set has {grid.max()} elsewhere)", _rebuild(path))
     recorded = _recorded_ood(path)
-    if recorded is not None and sorted(recorded) != sorted(grid.index):
-        raise _damaged(path, f"has OoD sets {sorted(grid.index)}; its job was given {sorted(recorded)}", _rebuild(path))
+    if recorded is not None and sorted(recorded) != sorted(set(df["ood"])):
+        raise _damaged(path, f"has OoD sets {sorted(set(df['ood']))}; its job was given {sorted(recorded)}", _rebuild(path))
     return df
 
 
 def load_seeds(files: dict[str, list[str]]) -> pd.DataFrame:
     """Every seed's ``metrics.csv`` or ``detectors.csv`` of every run (``{run: [path per seed]}``),
     checked one by one and across the seeds of a run (each has the same OoD sets and scores), as one frame."""
-    frames = []
-    for run, paths in files.items():
-        first = None
+    frames, first = [], {}  # run -> (path, its rows) of the run's first seed
+    for paths in files.values():
         for path in paths:
-            kind = "detectors" if Path(path).name == DETECTOR_METRICS else "metrics"
-            df = load_seed(path, kind, run)
-            rows = set(map(tuple, df[KEYS[kind]].astype(str).to_numpy()))
-            if first is None:
-                first = (path, rows)
-            elif rows != first[1]:
-                lacking, short = (path, first[0]) if len(rows) < len(first[1]) else (first[0], path)
-                raise _damaged(lacking, f"has fewer rows than {short} of the same run", _rebuild(lacking))
+            df = load_seed(path)
+            keys = KEYS["detectors" if "detector" in df.columns else "metrics"]
+            for (run, _), rows in df.groupby(["run", "seed"]):
+                rows = set(map(tuple, rows[keys].astype(str).to_numpy()))
+                if run not in first:
+                    first[run] = (path, rows)
+                elif rows != first[run][1]:
+                    short, full = (path, first[run][0]) if len(rows) < len(first[run][1]) else (first[run][0], path)
+                    raise _damaged(short, f"has fewer rows than {full} of the same run", _rebuild(short))
             frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
