@@ -24,8 +24,11 @@ def test_the_graph_knows_what_each_result_is_built_from(config):
     nodes = ondisk.graph(config)
     model = nodes["results/runs/demo-smallcnn-l2/seed0/model.pt"]
     users = {n.path for n in model.users}
-    assert users == {"results/runs/demo-smallcnn-l2/seed0/outputs", "results/runs/demo-smallcnn-l2/seed0/features",
-                     "results/demo/figures/norm_variability.png"}  # fmt: skip (its collapse.csv)
+    assert users == {
+        "results/runs/demo-smallcnn-l2/seed0/outputs",
+        "results/runs/demo-smallcnn-l2/seed0/features",
+        "results/demo/figures/norm_variability.png",
+    }  # fmt: skip (its collapse.csv)
     table = nodes["results/paper/tables/table4.html"]
     assert "results/runs/cifar10-vgg16-l2-sgd60/seed14/metrics.csv" in table.inputs
     compare = nodes["results/paper/tables/paper_vs_reproduced.csv"]
@@ -55,7 +58,9 @@ def test_params_records_compare_as_json_and_name_each_value(tmp_path):
     ondisk.write_params(out, {"meta": {"ood": ("a", "b"), "params": {}}, "code": "abc"})
     assert ondisk.params_record(out).name == ".metrics.csv.params.json"
     recorded = ondisk.json.loads(ondisk.params_record(out).read_text())
-    assert C.params_differences(recorded, ondisk.plain({"meta": {"ood": ["a", "b"], "params": {}}, "code": "abc"})) == []
+    assert (
+        C.params_differences(recorded, ondisk.plain({"meta": {"ood": ["a", "b"], "params": {}}, "code": "abc"})) == []
+    )
     now = {"meta": {"ood": ["a"], "params": {"knn": {"k": 5}}}, "code": "abc"}
     assert C.params_differences(recorded, ondisk.plain(now)) == [
         "meta.ood: recorded ['a', 'b'], now ['a']",
@@ -107,7 +112,9 @@ def test_per_epoch_curves_and_study_tables_are_checked(tmp_path):
     for p in (a, b):
         p.parent.mkdir()
         pd.DataFrame({"epoch": [0, 1, 2], "norm_cv": [0.1, 0.2, np.nan if p == b else 0.3]}).to_csv(p, index=False)
-    with pytest.raises(results.DamagedResultError, match=rf"{b}: has no number in \['norm_cv'\] on line\(s\) \[4\].*mv "):
+    with pytest.raises(
+        results.DamagedResultError, match=rf"{b}: has no number in \['norm_cv'\] on line\(s\) \[4\].*mv "
+    ):
         results.load_curves([str(a), str(b)], "norm_cv")
     table = tmp_path / "table4.csv"
     table.write_text("row,column,metric,value\n")

@@ -614,9 +614,7 @@ def test_touch_after_a_change_that_retrains_is_refused(built, tmp_path):
     assert "train" not in plan(clone, "-t", *TINY)  # nothing changed: --touch is fine
 
 
-@pytest.mark.parametrize(
-    "name", ["model.pt", "outputs/digits-noise.npz", "features/digits-id.train.npz", "probes.npz"]
-)
+@pytest.mark.parametrize("name", ["model.pt", "outputs/digits-noise.npz", "features/digits-id.train.npz", "probes.npz"])
 def test_a_truncated_run_file_is_reported_before_any_job(built, name):
     """Item 12: a run's zip files (a torch.save file is one) cut short are found before any job."""
     path = built / "results/runs/demo-smallcnn-nol2/seed1" / name
@@ -650,7 +648,8 @@ def test_a_damaged_metrics_file_stops_the_table_naming_it(built, tmp_path, monke
     before = render_table(spec).markdown
     path = Path("results/runs/demo-smallcnn-l2/seed1/metrics.csv")
     text = path.read_text()
-    rows = text.index("\n") + 1, text.rindex("\n", 0, len(text) - 1) + 1, text.rindex("\n", 0, text.index("digits-noise")) + 1
+    header, last = text.index("\n") + 1, text.rindex("\n", 0, len(text) - 1) + 1
+    rows = header, last, text.rindex("\n", 0, text.index("digits-noise")) + 1
     for cut in (len(text) - 40, *rows):  # mid-row; without its rows, the last row, the last two OoD sets
         path.write_text(text[:cut])
         with pytest.raises(DamagedResultError, match=rf"{path}: .*rm {path}"):

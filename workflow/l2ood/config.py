@@ -337,8 +337,9 @@ def _differences(old, new, where: str) -> list[str]:
             else:
                 out += _differences(old.get(k), new.get(k), f"{where}.{k}" if where else str(k))
         return out
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and all(isinstance(x, dict) for x in old):
-        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{where}[{i}]")]  # panels, rows
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and old and isinstance(old[0], dict):
+        # a figure's panels, a table's rows: the item and key that changed
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{where}[{i}]")]
     return [] if old == new else [f"{where}: recorded {old!r}, now {new!r}"]
 
 

@@ -111,12 +111,24 @@ def _study_items(config: dict, study: str):
                 continue
 
 
-def graph(config: dict) -> dict[str, Node]:
-    """Every job the config can ask for, by its first output, each with the nodes that read it."""
+def graph(config: dict, prepare_inputs=lambda dataset, split: []) -> dict[str, Node]:
+    """Every job the config can ask for, by its first output (as the rules declare it), each with the
+    nodes that read it. ``prepare_inputs(dataset, split)``: the files a prepare job reads (the prepared
+    split a resized, scrambled or Gaussian set is made from)."""
     nodes: dict[str, Node] = {}
 
     def add(kind, files, inputs, **wildcards):
         nodes[files[0]] = Node(kind, files[0], files, inputs, wildcards)
+        if kind == "prepare":  # and the prepared splits it is made from
+            for f in inputs:
+                if f.startswith("resources/prepared/") and f not in nodes:
+                    add(
+                        "prepare",
+                        [f],
+                        prepare_inputs(Path(f).parent.name, Path(f).stem),
+                        dataset=Path(f).parent.name,
+                        split=Path(f).stem,
+                    )
 
     detector_runs = set(cfglib.detector_runs(config))
     for run in config["runs"]:
@@ -124,11 +136,16 @@ def graph(config: dict) -> dict[str, Node]:
         tests = [spec["dataset"], *spec["ood"]]
         for split, names in (("train", [spec["dataset"]]), ("test", tests)):
             for d in names:
-                add("prepare", [prepared(d, split)], [], dataset=d, split=split)
+                add("prepare", [prepared(d, split)], prepare_inputs(d, split), dataset=d, split=split)
         for seed in cfglib.run_seeds(config, run):
             w = {"run": run, "seed": str(seed)}
             model = run_file(run, seed, TRAIN_OUTPUTS["model"])
-            add("train", [run_file(run, seed, n) for n in TRAIN_OUTPUTS.values()], [prepared(spec["dataset"], "train")], **w)
+            add(
+                "train",
+                [run_file(run, seed, n) for n in TRAIN_OUTPUTS.values()],
+                [prepared(spec["dataset"], "train")],
+                **w,
+            )
             add("infer", [run_file(run, seed, OUTPUTS_DIR)], [model] + [prepared(d, "test") for d in tests], **w)
             add("evaluate", [run_file(run, seed, METRICS)], [run_file(run, seed, OUTPUTS_DIR)], **w)
             if run in detector_runs:
@@ -136,7 +153,13 @@ def graph(config: dict) -> dict[str, Node]:
                 sets = [prepared(spec["dataset"], "train"), prepared(spec["dataset"], "test")]
                 sets += [prepared(d, "test") for d in ood]
                 for p in sets[2:]:
-                    add("prepare", [p], [], dataset=Path(p).parent.name, split="test")
+                    add(
+                        "prepare",
+                        [p],
+                        prepare_inputs(Path(p).parent.name, "test"),
+                        dataset=Path(p).parent.name,
+                        split="test",
+                    )
                 add("features", [run_file(run, seed, FEATURES_DIR)], [model, *sets], **w)
                 add("detectors", [run_file(run, seed, DETECTOR_METRICS)], [run_file(run, seed, FEATURES_DIR)], **w)
     for study in config["studies"]:
@@ -364,11 +387,11 @@ def stale_params(nodes: dict[str, Node], expected, trust_records: bool = True) -
     return problems
 
 
-def problems(config: dict, expected, touch: bool = False) -> list[str]:
+def problems(config: dict, expected, touch: bool = False, prepare_inputs=lambda dataset, split: []) -> list[str]:
     """Everything on disk that no job may use as it is, then one line with the commands that fix all
     of it (``expected``: see ``stale_params``). ``touch``: Snakemake's records are not trusted
-    (``--touch`` runs nothing). Empty when all is well."""
-    nodes = graph(config)
+    (``--touch`` runs nothing); ``prepare_inputs``: see ``graph``. Empty when all is well."""
+    nodes = graph(config, prepare_inputs)
     found = (
         damaged_results(nodes)
         + stale_training(nodes, config, trust_records=not touch)

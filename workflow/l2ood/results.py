@@ -93,10 +93,14 @@ def load_seed(path) -> pd.DataFrame:
     for (run, seed), grid in sizes.groupby(level=[0, 1]):
         if grid.nunique() != 1:
             short = sorted(grid[grid < grid.max()].index.get_level_values("ood"))
-            raise _damaged(path, f"lacks rows for OoD set(s) {short} (each set has {grid.max()} elsewhere)", _rebuild(path))
+            raise _damaged(
+                path, f"lacks rows for OoD set(s) {short} (each set has {grid.max()} elsewhere)", _rebuild(path)
+            )
     recorded = _recorded_ood(path)
     if recorded is not None and sorted(recorded) != sorted(set(df["ood"])):
-        raise _damaged(path, f"has OoD sets {sorted(set(df['ood']))}; its job was given {sorted(recorded)}", _rebuild(path))
+        raise _damaged(
+            path, f"has OoD sets {sorted(set(df['ood']))}; its job was given {sorted(recorded)}", _rebuild(path)
+        )
     return df
 
 

@@ -300,6 +300,11 @@ def job_params(rule, wildcards):
 if workflow.is_main_process and not ondisk.MAINTENANCE & set(sys.argv):
     for _line in ondisk.keep_finished_training(config):
         print(_line)
-    _problems = ondisk.problems(config, job_params, touch=ondisk.touching(sys.argv))
+    _problems = ondisk.problems(
+        config,
+        job_params,
+        touch=ondisk.touching(sys.argv),
+        prepare_inputs=lambda dataset, split: prepare_inputs(SimpleNamespace(dataset=dataset, split=split)),
+    )
     if _problems:
         raise WorkflowError("before any job runs:\n  {}".format("\n  ".join(_problems)))
