@@ -279,22 +279,22 @@ def detectors_params(wildcards):
 # outputs, present, as they are.)
 
 
-def job_params(rule, wildcards):
-    """The params each rule's job gets from this config, as its `params:` declare them: compared
-    with the params record a job wrote beside its output (l2ood.ondisk.stale_params)."""
+def job_params(kind, wildcards):
+    """The params a job of kind (its rule's name) gets from this config, as the rules declare them;
+    compared with the params record the job wrote beside its output (l2ood.ondisk.stale_params)."""
     w = SimpleNamespace(**wildcards)
-    if rule == "prepare":
+    if kind == "prepare":
         return {"spec": prepare_params(w), "md5": prepare_md5(w)}
-    if rule in ("infer", "features"):
-        sets = infer_datasets(w) if rule == "infer" else features_sets(w)
-        return {"datasets" if rule == "infer" else "sets": sets, "code": infer_code(w)}
-    if rule in ("evaluate", "detectors"):
-        meta = evaluate_params(w) if rule == "evaluate" else detectors_params(w)
-        return {"meta": meta, "code": script_code(rule)}
-    if rule in ("table", "figure"):  # and the resolved spec, so that a difference names the key
-        resolved = study_item(w, f"{rule}s", getattr(w, rule))
-        return {"spec": cfglib.spec_digest(resolved), "code": script_code(rule), "resolved": resolved}
-    return {"code": script_code(rule)}  # study_metrics, paper_vs_reproduced
+    if kind in ("infer", "features"):
+        sets = infer_datasets(w) if kind == "infer" else features_sets(w)
+        return {"datasets" if kind == "infer" else "sets": sets, "code": infer_code(w)}
+    if kind in ("evaluate", "detectors"):
+        meta = evaluate_params(w) if kind == "evaluate" else detectors_params(w)
+        return {"meta": meta, "code": script_code(kind)}
+    if kind in ("table", "figure"):  # and the resolved spec, so that a difference names the key
+        resolved = study_item(w, f"{kind}s", getattr(w, kind))
+        return {"spec": cfglib.spec_digest(resolved), "code": script_code(kind), "resolved": resolved}
+    return {"code": script_code(kind)}  # study_metrics, paper_vs_reproduced
 
 
 if workflow.is_main_process and not ondisk.MAINTENANCE & set(sys.argv):
