@@ -120,3 +120,13 @@ def test_per_epoch_curves_and_study_tables_are_checked(tmp_path):
     table.write_text("row,column,metric,value\n")
     with pytest.raises(results.DamagedResultError, match=r"table4.csv: has no column \['std', 'n_seeds'\]"):
         results.load_study_tables([str(table)])
+
+
+def test_the_check_of_the_whole_paper_is_quick(config, tmp_path, monkeypatch):
+    """It runs at every start: the paper's ~800 jobs, none on disk here (each file is one stat)."""
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    assert ondisk.problems(config, lambda kind, wildcards: {}) == []
+    assert time.perf_counter() - start < 3.0
