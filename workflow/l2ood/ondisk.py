@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from . import config as cfglib
-from .layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
+from .layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, run_file
 
 #: invocations that build nothing: what is on disk is not checked for them (an --unlock must work)
 MAINTENANCE = {"--unlock", "--cleanup-metadata", "--cm", "--lint", "--delete-all-output", "--delete-temp-output"}
@@ -309,13 +309,8 @@ def orphaned_results(nodes: dict[str, Node]) -> list[Finding]:
         kept = [n for n in built_from([node]) if _replanned(n) is False]
         if kept:
             listed = ", ".join(n.path for n in kept)
-            problems.append(
-                (
-                    f"{node.path} is not on disk, but results that read it are ({listed}): Snakemake would "
-                    f"keep them as they are and not train it (put the model back, or take them away)",
-                    kept,
-                )
-            )
+            what = f"{node.path} is not on disk, but results that read it are ({listed}): Snakemake would keep"
+            problems.append((f"{what} them as they are and not train it (put the model back, or take them away)", kept))
     return problems
 
 
@@ -338,12 +333,9 @@ def stale_training(nodes: dict[str, Node], config: dict, trust_records: bool = T
             diffs = [f"{recorded} cannot be read ({err})"]
         if diffs:
             listed = "\n    ".join(diffs)
+            what = f"{model.parent} holds a model trained with another config than this one, and Snakemake"
             problems.append(
-                (
-                    f"{model.parent} holds a model trained with another config than this one, and Snakemake has "
-                    f"no record of training it here (it would be used as it is):\n    {listed}",
-                    [node],
-                )
+                (f"{what} has no record of training it here (it would be used as it is):\n    {listed}", [node])
             )
     return problems
 
@@ -377,13 +369,8 @@ def stale_params(nodes: dict[str, Node], expected, trust_records: bool = True) -
             diffs = cfglib.params_differences(recorded, now)
         if diffs:
             listed = "\n    ".join(diffs)
-            problems.append(
-                (
-                    f"{node.path} was made with other settings than this config gives, and Snakemake has no "
-                    f"record of making it here (it would be used as it is):\n    {listed}",
-                    [node],
-                )
-            )
+            what = f"{node.path} was made with other settings than this config gives, and Snakemake has no"
+            problems.append((f"{what} record of making it here (it would be used as it is):\n    {listed}", [node]))
     return problems
 
 
