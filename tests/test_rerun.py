@@ -523,3 +523,136 @@ def _group_alive(pgid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
+
+
+# --- issue 19: what is on disk is checked against everything that made it ------------------------
+
+
+def clone_of(built: Path, dest: Path, records: bool = False) -> Path:
+    """A fresh clone with the built results copied in (``records``: and Snakemake's .snakemake/)."""
+    clone = copy_workflow(dest)
+    for folder in ("resources", "results") + ((".snakemake",) if records else ()):
+        shutil.copytree(built / folder, clone / folder, symlinks=True)
+    return clone
+
+
+def advice(text: str) -> list[str]:
+    """The commands of the fix line that ends the report of what is on disk."""
+    m = re.search(r"which Snakemake would keep as it is\): (.+)", text)
+    return [c.strip() for c in m.group(1).split(";")] if m else []
+
+
+def test_the_advice_for_a_stale_run_takes_its_tables_too(built, tmp_path):
+    """Item 5: following the `mv` of a run the config no longer matches leaves the tables built from
+    it, and Snakemake keeps them ("Nothing to be done"): the advice moves the study's results too."""
+    clone = clone_of(built, tmp_path / "clone")
+    (clone / "fewer.yaml").write_text("recipes: {demo-sgd60: {epochs: 2, milestones: [1]}}")
+    proc = snakemake(clone, "-n", *TINY, "fewer.yaml", check=False)
+    assert proc.returncode != 0 and "recipe.epochs: recorded 3, now 2" in proc.text, proc.text[-3000:]
+    commands = advice(proc.text)
+    assert "mv results/demo results/demo.old" in commands, commands
+    for command in dict.fromkeys(commands):
+        subprocess.run(shlex.split(command), cwd=clone, check=True)
+    jobs = plan(clone, *TINY, "fewer.yaml")
+    figures = len(yaml.safe_load((ROOT / "config.yaml").read_text())["studies"]["demo"]["figures"])
+    assert jobs.get("train") == 4 and jobs.get("table") == 2 and jobs.get("figure") == figures, jobs
+
+
+def test_results_built_from_a_moved_run_are_reported(built, tmp_path):
+    """Item 5, where Snakemake has its records: a run folder moved away (to train it again) leaves
+    the tables built from it, which Snakemake keeps; a seed added to a run is replanned by it."""
+    clone = clone_of(built, tmp_path / "clone", records=True)
+    run = "results/runs/demo-smallcnn-l2/seed1"
+    shutil.move(clone / run, clone / f"{run}.old")
+    proc = snakemake(clone, "-n", *TINY, check=False)
+    assert proc.returncode != 0, proc.text[-3000:]
+    assert f"{run}/model.pt is not on disk, but results that read it are (" in proc.text, proc.text[-3000:]
+    assert "results/demo/tables/demo.html" in proc.text and "mv results/demo results/demo.old" in proc.text
+    shutil.move(clone / f"{run}.old", clone / run)
+    jobs = plan(clone, *TINY, "--config", "runs={demo-smallcnn-l2: {seeds: 3}}")
+    assert jobs.get("train") == 1 and jobs.get("table") == 2, jobs
+
+
+@pytest.mark.parametrize(
+    "extra, file, difference",
+    [
+        ("datasets: {digits-id: {seed: 1}}", "resources/prepared/digits-id/train.npz", "spec.seed: recorded 0, now 1"),
+        ("datasets: {digits-id: {test_fraction: 0.5}}", "resources/prepared/digits-id/test.npz",
+         "spec.test_fraction: recorded 0.35, now 0.5"),
+        ("detectors: {params: {knn: {k: 5}}}", "results/runs/demo-smallcnn-l2/seed0/detectors.csv",
+         "meta.params.knn: recorded None, now {'k': 5}"),
+        ("runs: {demo-smallcnn-l2: {tune_scale_on: [digits-near]}}", "results/runs/demo-smallcnn-l2/seed0/metrics.csv",
+         "meta.tune_scale_on: recorded ['digits-near', 'digits-noise', 'digits-scrambled'], now ['digits-near']"),
+        ("studies: {demo: {tables: {demo: {std: false}}}}", "results/demo/tables/demo.html",
+         "resolved.std: recorded True, now False"),
+    ],
+)  # fmt: skip
+def test_copied_results_are_checked_against_every_value_that_made_them(built, tmp_path, extra, file, difference):
+    """Item 6: a fresh clone has no records; each job's params record says what made its file."""
+    clone = tmp_path / "clone"
+    if not clone.exists():
+        clone_of(built, clone)
+    (clone / "extra.yaml").write_text(extra)
+    proc = snakemake(clone, "-n", *TINY, "extra.yaml", check=False)
+    assert proc.returncode != 0, proc.text[-3000:]
+    assert f"{file} was made with other settings than this config gives" in proc.text, proc.text[-3000:]
+    assert difference in proc.text, proc.text[-3000:]
+    assert "mv results/demo results/demo.old" in advice(proc.text), proc.text[-3000:]
+
+
+def test_touch_after_a_change_that_retrains_is_refused(built, tmp_path):
+    """Item 8: `--touch` marks every output current without running anything, so Snakemake's records
+    cannot stand in for the check of each run's recorded config."""
+    clone = clone_of(built, tmp_path / "clone", records=True)
+    (clone / "lr.yaml").write_text("recipes: {demo-sgd60: {lr: 0.05}}")
+    before = (clone / MODEL).stat().st_mtime_ns
+    proc = snakemake(clone, "--touch", "--cores", "1", *TINY, "lr.yaml", check=False)
+    assert proc.returncode != 0, proc.text[-3000:]
+    assert "recipe.lr: recorded 0.1, now 0.05" in proc.text and "holds a model trained with another" in proc.text
+    assert (clone / MODEL).stat().st_mtime_ns == before
+    assert plan(clone, *TINY, "lr.yaml").get("train") == 4  # the records still replan it
+    assert "train" not in plan(clone, "-t", *TINY)  # nothing changed: --touch is fine
+
+
+@pytest.mark.parametrize("name", ["model.pt", "outputs/digits-noise.npz", "features/digits-id.train.npz", "probes.npz"])
+def test_a_truncated_run_file_is_reported_before_any_job(built, name):
+    """Item 12: a run's zip files (a torch.save file is one) cut short are found before any job."""
+    path = built / "results/runs/demo-smallcnn-nol2/seed1" / name
+    data = path.read_bytes()
+    try:
+        path.write_bytes(data[: len(data) // 2])
+        proc = snakemake(built, "-n", *TINY, check=False)
+    finally:
+        path.write_bytes(data)
+    assert proc.returncode != 0
+    assert f"results/runs/demo-smallcnn-nol2/seed1/{name} (" in proc.text, proc.text[-3000:]
+    assert "not a complete file" in proc.text and "mv results/demo results/demo.old" in proc.text
+    if name.endswith(("model.pt", "probes.npz")):
+        assert "mv results/runs/demo-smallcnn-nol2/seed1 results/runs/demo-smallcnn-nol2/seed1.old" in proc.text
+    else:
+        assert re.search(rf"rm -r [^;\n]*results/runs/demo-smallcnn-nol2/seed1/{name.split('/')[0]}\b", proc.text)
+
+
+def test_a_damaged_metrics_file_stops_the_table_naming_it(built, tmp_path, monkeypatch):
+    """Item 7: a per-seed metrics.csv cut mid-row parsed, and its table showed cells of fewer seeds."""
+    from l2ood.results import DamagedResultError
+    from l2ood.tables import render_table
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    tiny = yaml.safe_load((ROOT / "tests/config/tiny.yaml").read_text())
+    for run, values in tiny["runs"].items():
+        config["runs"][run].update(values)
+    shutil.copytree(built / "results/runs", tmp_path / "results/runs")
+    monkeypatch.chdir(tmp_path)
+    spec = C.study_item(config, "demo", "tables", "demo")
+    before = render_table(spec).markdown
+    path = Path("results/runs/demo-smallcnn-l2/seed1/metrics.csv")
+    text = path.read_text()
+    header, last = text.index("\n") + 1, text.rindex("\n", 0, len(text) - 1) + 1
+    rows = header, last, text.rindex("\n", 0, text.index("digits-noise")) + 1
+    for cut in (len(text) - 40, *rows):  # mid-row; without its rows, the last row, the last two OoD sets
+        path.write_text(text[:cut])
+        with pytest.raises(DamagedResultError, match=rf"{path}: .*rm {path}"):
+            render_table(spec)
+    path.write_text(text)
+    assert render_table(spec).markdown == before

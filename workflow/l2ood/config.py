@@ -398,6 +398,15 @@ def recorded_differences(recorded: dict, config: dict, run: str, seed: int) -> l
     return _differences(rec, now, "")
 
 
+def params_differences(recorded: dict, now: dict) -> list[str]:
+    """How the params a job recorded beside its output (l2ood.ondisk.write_params) differ from those
+    its rule gets now: ``["meta.tune_scale_on: recorded [...], now [...]", ...]``. A table's or figure's
+    spec digest is left out where its resolved spec, recorded beside it, says what changed."""
+    diffs = _differences(recorded, now, "")
+    named = any(d.startswith("resolved") for d in diffs)
+    return [d for d in diffs if not (named and d.startswith("spec: "))]
+
+
 def _differences(old, new, where: str) -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
@@ -407,6 +416,9 @@ def _differences(old, new, where: str) -> list[str]:
             else:
                 out += _differences(old.get(k), new.get(k), f"{where}.{k}" if where else str(k))
         return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and old and isinstance(old[0], dict):
+        # a figure's panels, a table's rows: the item and key that changed
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{where}[{i}]")]
     return [] if old == new else [f"{where}: recorded {old!r}, now {new!r}"]
 
 

@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from .collapse import change_by_norm_group  # noqa: E402
 from .layout import HEADS  # noqa: E402
 from .outputs import load_outputs  # noqa: E402
+from .results import load_curves, load_seeds  # noqa: E402
 from .scores import head_logits, scaled_logits  # noqa: E402
 
 #: per head, in every figure: the colour of its boxes, points and curves
@@ -190,7 +191,7 @@ def accuracy_vs_norm(spec: dict):
 
 
 def _seed_curves(paths: list[str], column: str) -> tuple[np.ndarray, np.ndarray]:
-    frames = [pd.read_csv(p) for p in paths]
+    frames = load_curves(paths, column)
     return frames[0]["epoch"].to_numpy(), np.stack([f[column].to_numpy() for f in frames])
 
 
@@ -298,7 +299,7 @@ def softmax_vs_norm(spec: dict):
     for ax, p in zip(axes, spec["panels"]):
         scale = p.get("scale")
         if scale == "tuned":
-            scale = float(pd.read_csv(p["metrics"]).query("score == 'scaled_msp'")["scale"].iloc[0])
+            scale = float(load_seeds({p["run"]: [p["metrics"]]}).query("score == 'scaled_msp'")["scale"].iloc[0])
         top, at_1 = -np.inf, None
         for d, color in zip(p["outputs"], DATASET_COLORS):
             out = load_outputs(p["outputs"][d])
@@ -370,7 +371,7 @@ def detectors(spec: dict):
     if metric not in DETECTOR_METRICS:
         raise ValueError(f"detectors figure: metric must be one of {sorted(DETECTOR_METRICS)}, got {metric!r}")
     ylabel, chance = DETECTOR_METRICS[metric]
-    m = pd.concat([pd.read_csv(f) for fs in spec["metrics"].values() for f in fs], ignore_index=True)
+    m = load_seeds(spec["metrics"])  # each file checked (l2ood.results)
     logits = spec.get("logits", "raw")
     m = m[m.logits == logits]
     names = spec.get("detectors") or [d for d in DETECTORS if d in set(m.detector)]

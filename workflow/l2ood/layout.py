@@ -1,5 +1,6 @@
 """Where each file of a run lives and what the heads are called: the names rules, scripts and library share."""
 
+PREPARED = "resources/prepared/{dataset}/{split}.npz"  # images uint8 N x H x W x 3, labels int64
 RUN_DIR = "results/runs/{run}/seed{seed}"
 
 #: the training job's declared outputs, by role (rules/train.smk declares them from this mapping)
@@ -16,6 +17,18 @@ METRICS = "metrics.csv"
 
 #: the two heads: code name -> printed name
 HEADS = {"l2": "L2", "nol2": "No L2"}
+
+
+def prepared_file(dataset: str, split: str) -> str:
+    """``resources/prepared/{dataset}/{split}.npz``."""
+    return PREPARED.format(dataset=dataset, split=split)
+
+
+def prepared_record(dataset: str, split: str) -> str:
+    """The record beside a prepared split, ``{split}.json``: its MD5 and the values that made it
+    (``l2ood.data.write_record``). The jobs reading a split read both: the split ancient (its
+    modification time counts for nothing), the record as is (a changed data set replans them)."""
+    return prepared_file(dataset, split).removesuffix(".npz") + ".json"
 
 
 def run_file(run: str, seed: int, name: str) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .layout import HEADS
+from .results import load_seeds
 from .scores import LABELS as SCORE_LABELS
 from .stats import DIFF_METHOD, diff_ci, mean_std
 
@@ -54,7 +55,7 @@ def ood_columns(spec: dict) -> list[tuple[str, str]]:
 
 
 def load_metrics(files: dict[str, list[str]]) -> pd.DataFrame:
-    return pd.concat([pd.read_csv(f) for fs in files.values() for f in fs], ignore_index=True)
+    return load_seeds(files)  # each file checked: a damaged one stops the table naming it
 
 
 #: marks an AUROC below 50%: the score ranks OoD images above ID ones (reversed, it would do better)

@@ -2,17 +2,16 @@
 # The logic lives in l2ood.config (unit-tested); these are the Snakemake-facing adapters.
 
 import sys
-import zipfile
-from base64 import urlsafe_b64encode
 from pathlib import Path
+from types import SimpleNamespace
 
-import yaml
 from snakemake.exceptions import WorkflowError
 
 from l2ood import code
 from l2ood import config as cfglib
-from l2ood import plan, sources  # neither imports torch: this runs at parse time on every node
+from l2ood import ondisk, plan, sources  # none imports torch: this runs at parse time on every node
 from l2ood.layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
+from l2ood.layout import prepared_file, prepared_record
 
 _schema = workflow.source_path("../schemas/config.schema.yaml")
 cfglib.coerce_command_line(config, _schema)  # --config gives text inside lists and mappings
@@ -38,15 +37,7 @@ wildcard_constraints:
     figure=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
-def prepared(dataset, split):
-    return f"resources/prepared/{dataset}/{split}.npz"
-
-
-def prepared_record(dataset, split):
-    """The record beside a prepared split: its MD5 and the values that made it (l2ood.splits.record_path)."""
-    from l2ood.splits import record_path  # numpy: imported when first needed
-
-    return str(record_path(prepared(dataset, split)))
+prepared = prepared_file  # resources/prepared/{dataset}/{split}.npz (l2ood.layout)
 
 
 def read_prepared(dataset, split):
@@ -161,7 +152,7 @@ def restore_deleted_splits():
             one(dataset, split)
 
 
-if workflow.is_main_process and "--unlock" not in sys.argv:  # in the process the user started only
+if workflow.is_main_process and not ondisk.MAINTENANCE & set(sys.argv):  # in the process the user started only
     restore_deleted_splits()
 
 
@@ -353,81 +344,41 @@ def detectors_params(wildcards):
 
 
 # --- what is on disk already: kept, or reported before any job runs ---------------------------
-# At parse time, in the process the user started only: a cluster job re-parses this file on its
-# node while its own outputs are being replaced. (An input function's error would not do: Snakemake
-# drops a job whose input function fails and takes its outputs, present, as they are.) Snakemake's
-# records live in .snakemake/ under the working directory; the names below are those of its
-# default (file) persistence.
-
-#: invocations that build nothing: what is on disk is not checked for them (an --unlock must work)
-MAINTENANCE = {"--unlock", "--cleanup-metadata", "--cm", "--lint", "--delete-all-output", "--delete-temp-output"}
+# l2ood.ondisk says why (Snakemake keeps what it finds: copied results, a moved run's tables, a
+# truncated model) and holds the checks. At parse time, in the process the user started only: a
+# cluster job re-parses this file on its node while its own outputs are being replaced. (An input
+# function's error would not do: Snakemake drops a job whose input function fails and takes its
+# outputs, present, as they are.)
 
 
-def snakemake_record(kind, path):
-    """Snakemake's record of kind "metadata" or "incomplete" for an output path (persistence/file.py)."""
-    b64 = urlsafe_b64encode(str(path).encode()).decode()
-    parts = [b64[i : i + 254] for i in range(0, len(b64), 254)]
-    return Path(".snakemake", kind, *[f"@{x}" for x in parts[:-1]], parts[-1])
+def job_params(kind, wildcards):
+    """The params a job of kind (its rule's name) gets from this config, as the rules declare them;
+    compared with the params record the job wrote beside its output (l2ood.ondisk.stale_params)."""
+    w = SimpleNamespace(**wildcards)
+    if kind == "prepare":
+        return {"spec": prepare_params(w), "md5": prepare_md5(w)}
+    if kind in ("infer", "features"):
+        sets = infer_datasets(w) if kind == "infer" else features_sets(w)
+        return {"datasets" if kind == "infer" else "sets": sets, "code": infer_code(w)}
+    if kind in ("evaluate", "detectors"):
+        meta = evaluate_params(w) if kind == "evaluate" else detectors_params(w)
+        return {"meta": meta, "code": script_code(kind)}
+    if kind in ("table", "figure"):  # and the resolved spec, so that a difference names the key
+        resolved = study_item(w, f"{kind}s", getattr(w, kind))
+        return {"spec": cfglib.spec_digest(resolved), "code": script_code(kind), "resolved": resolved}
+    return {"code": script_code(kind)}  # study_metrics, paper_vs_reproduced
 
 
-def keep_finished_training():
-    """Clear Snakemake's "incomplete" mark of training jobs that finished while the head process was
-    dead (killed, crashed): Snakemake clears it when it sees a job finish, so a kept mark would make
-    the next run (rerun-incomplete) train it again from scratch. model.pt is written last and
-    atomically, after Snakemake deleted the old outputs: its presence means the job finished."""
-    for run in config["runs"]:
-        for seed in cfglib.run_seeds(config, run):
-            marks = [snakemake_record("incomplete", run_file(run, seed, name)) for name in TRAIN_OUTPUTS.values()]
-            if Path(run_file(run, seed, TRAIN_OUTPUTS["model"])).exists() and any(m.exists() for m in marks):
-                for m in marks:
-                    m.unlink(missing_ok=True)
-                print(f"kept {run_file(run, seed, '')}: it finished after the last Snakemake process stopped")
-
-
-def broken_prepared():
-    """Prepared splits that are not complete npz files (a copy cut short): each would fail every job
-    reading it with a BadZipFile error naming no file."""
-    problems = []
-    for path in sorted(Path("resources/prepared").glob("*/*.npz")):
-        try:
-            zipfile.ZipFile(path).close()
-        except (zipfile.BadZipFile, OSError) as err:
-            problems.append(
-                f"{path} is not a complete prepared split ({err}): it was cut short or is corrupt. "
-                f"Delete it (rm {path}) and run again; it is prepared again from the downloads."
-            )
-    return problems
-
-
-def stale_results():
-    """Results on disk trained with another config than the one given now, which Snakemake has no
-    record to replan by (copied from elsewhere, or trained by a head process that died): the
-    config.yaml each train job records beside its model is compared with the config. Where
-    Snakemake has its record, its params trigger replans the job instead."""
-    problems = []
-    for run in config["runs"]:
-        for seed in cfglib.run_seeds(config, run):
-            model = Path(run_file(run, seed, TRAIN_OUTPUTS["model"]))
-            if not model.exists() or snakemake_record("metadata", model).exists():
-                continue
-            recorded = Path(run_file(run, seed, TRAIN_OUTPUTS["config"]))
-            try:
-                diffs = cfglib.recorded_differences(yaml.safe_load(recorded.read_text()), config, run, seed)
-            except (OSError, yaml.YAMLError, AttributeError, TypeError) as err:
-                diffs = [f"{recorded} cannot be read ({err})"]
-            if diffs:
-                listed = "\n    ".join(diffs)
-                problems.append(
-                    f"{model.parent} holds a model trained with another config than this one, and "
-                    f"Snakemake has no record of training it here (it would be used as it is):\n    {listed}\n"
-                    f"  Restore those values, or move the result away to train it again: "
-                    f"mv {model.parent} {model.parent}.old"
-                )
-    return problems
-
-
-if workflow.is_main_process and not MAINTENANCE & set(sys.argv):
-    keep_finished_training()
-    _problems = broken_prepared() + stale_results()
+if workflow.is_main_process and not ondisk.MAINTENANCE & set(sys.argv):
+    for _line in ondisk.keep_finished_training(config):
+        print(_line)
+    _problems = ondisk.problems(
+        config,
+        job_params,
+        touch=ondisk.touching(sys.argv),
+        prepare_inputs=lambda dataset, split: [
+            str(f) for f in prepare_inputs(SimpleNamespace(dataset=dataset, split=split)).values()
+        ],
+    )
     if _problems:
         raise WorkflowError("before any job runs:\n  {}".format("\n  ".join(_problems)))

@@ -55,3 +55,12 @@ def claim_gpu(snakemake) -> None:
     claim_device(jobs_per_gpu={**ENGINE_DEFAULTS, **snakemake.config["engine"]}["jobs_per_gpu"])
     log = logging.getLogger(f"l2ood.{snakemake.rule}")
     log.info("CUDA_VISIBLE_DEVICES=%s", os.environ.get("CUDA_VISIBLE_DEVICES", ""))  # the job's GPU, in its log
+
+
+def record_params(snakemake, **extra) -> None:
+    """Write the params the job ran with (and ``extra``) beside its first output, last, when its outputs
+    are written: where Snakemake has no record of the job (results copied into a fresh clone), the next
+    start compares them with what the config gives (l2ood.ondisk.stale_params)."""
+    from l2ood.ondisk import write_params
+
+    write_params(snakemake.output[0], {**dict(snakemake.params.items()), **extra})

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from _common import setup
+from _common import record_params, setup
 
 log = setup(snakemake)
 
@@ -13,3 +13,4 @@ with threadpool_limits(snakemake.threads):  # numpy's BLAS (KNN's matrix product
     df = evaluate_detectors(run_dir, meta, meta["names"], meta["params"])
 df.to_csv(snakemake.output[0], index=False)
 log.info("%d detector metric rows, ID accuracy %.4f", len(df), df["accuracy"].iloc[0])
+record_params(snakemake)

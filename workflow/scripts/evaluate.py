@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from _common import setup
+from _common import record_params, setup
 
 log = setup(snakemake)
 
@@ -13,3 +13,4 @@ ood = {name: run_dir / outputs_file(name) for name in meta["ood"]}
 df = evaluate_run(run_dir / outputs_file(meta["id"]), ood, meta, tune_on=meta["tune_scale_on"])
 df.to_csv(snakemake.output[0], index=False)
 log.info("%d metric rows; ID accuracy %.4f", len(df), df["accuracy"].iloc[0])
+record_params(snakemake)

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from _common import claim_gpu, setup
+from _common import claim_gpu, record_params, setup
 
 log = setup(snakemake)
 claim_gpu(snakemake)  # first: before torch starts CUDA
@@ -18,3 +18,4 @@ for (dataset, split), out in features.items():
     save_npz(out_dir.parent / features_file(dataset, split), **out)
     log.info("%s/%s: %d x %d float16 features", dataset, split, *out["features"].shape)
 save_npz(out_dir / FEATURES_HEAD, **head)
+record_params(snakemake)

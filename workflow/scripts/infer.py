@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from _common import claim_gpu, setup
+from _common import claim_gpu, record_params, setup
 
 log = setup(snakemake)
 claim_gpu(snakemake)  # first: before torch starts CUDA
@@ -16,3 +16,4 @@ sets = {name: load_split(path) for name, path in zip(snakemake.params.datasets, 
 for name, out in infer_sets(snakemake.input.model, sets, engine=snakemake.config["engine"]).items():
     save_outputs(out_dir.parent / outputs_file(name), out)
     log.info("%s: %d images, mean feature norm %.4g", name, len(out["labels"]), out["feature_norm"].mean())
+record_params(snakemake)

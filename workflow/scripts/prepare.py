@@ -1,4 +1,4 @@
-from _common import setup
+from _common import record_params, setup
 
 log = setup(snakemake)
 
@@ -13,3 +13,4 @@ else:
     inputs = [snakemake.input.split] if "split" in snakemake.input.keys() else []  # a derived set's source
 prepare(spec, snakemake.wildcards.split, snakemake.output.split, inputs=inputs, md5=snakemake.params.md5)
 write_record(snakemake.output.split, spec, snakemake.params.md5)
+record_params(snakemake)
