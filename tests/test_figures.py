@@ -134,7 +134,9 @@ def test_softmax_vs_norm_plots_the_score_and_the_share_at_1(tmp_path):
 
     ids = write(tmp_path / "id.npz", np.linspace(30, 60, 10), np.linspace(5, 10, 10))  # 7 of 10 above 53 ln 2
     ood = write(tmp_path / "ood.npz", np.linspace(1, 5, 10), np.linspace(1, 3, 10))
-    pd.DataFrame({"score": ["msp", "scaled_msp"], "scale": [np.nan, 10.0]}).to_csv(tmp_path / "m.csv", index=False)
+    metrics = {"run": "r", "seed": 0, "ood": "b", "auroc": 0.9, "fpr95": 0.1, "accuracy": 0.99}  # as evaluate writes
+    rows = [{**metrics, "score": "msp", "scale": np.nan}, {**metrics, "score": "scaled_msp", "scale": 10.0}]
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
     panel = {"head": "nol2", "id": "a", "outputs": {"a": ids, "b": ood}, "metrics": str(tmp_path / "m.csv")}
     panels = [{**panel, "title": "unscaled", "scale": 1}, {**panel, "title": "scaled", "scale": "tuned"}]
     spec = {"kind": "softmax_vs_norm", "labels": {"a": "ID", "b": "OoD"}, "panels": panels}

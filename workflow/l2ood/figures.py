@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from .collapse import change_by_norm_group  # noqa: E402
 from .layout import HEADS  # noqa: E402
 from .outputs import load_outputs  # noqa: E402
-from .results import load_curves, load_seeds  # noqa: E402
+from .results import load_curves, load_seed, load_seeds  # noqa: E402
 from .scores import head_logits, scaled_logits  # noqa: E402
 
 #: per head, in every figure: the colour of its boxes, points and curves
@@ -299,7 +299,7 @@ def softmax_vs_norm(spec: dict):
     for ax, p in zip(axes, spec["panels"]):
         scale = p.get("scale")
         if scale == "tuned":
-            scale = float(load_seeds({p["run"]: [p["metrics"]]}).query("score == 'scaled_msp'")["scale"].iloc[0])
+            scale = float(load_seed(p["metrics"]).query("score == 'scaled_msp'")["scale"].iloc[0])
         top, at_1 = -np.inf, None
         for d, color in zip(p["outputs"], DATASET_COLORS):
             out = load_outputs(p["outputs"][d])
