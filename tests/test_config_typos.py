@@ -57,7 +57,7 @@ TYPOS = [
      r"caption, diff, kind, ood, rows, scores, std, title"),
     ("figure key", {"studies": {"demo": {"figures": {"accuracy_vs_norm": {"bnis": 10}}}}},
      r"studies\.demo\.figures\.accuracy_vs_norm: unknown key\(s\) \['bnis'\]; a figure of kind accuracy_vs_norm "
-     r"takes: binning, bins, caption, kind, panels"),
+     r"takes: binning, bins, caption, kind, panels, pooled"),
     ("detector name", {"detectors": {"names": ["msp", "knnn"]}},
      r"detectors\.names\.1: 'knnn' is not one of \['msp', 'max_logit', .*'knn', .*\]"),
     ("detector hyperparameter", {"detectors": {"params": {"knn": {"kk": 5}}}},

@@ -71,7 +71,8 @@ def test_a_deleted_split_is_made_again_and_only_the_unfinished_seed_trains(built
     path, model = built / PREPARED, built / "results/runs/demo-smallcnn-l2/seed1/model.pt"
     record = path.with_suffix(".json")
     data, recorded = path.read_bytes(), record.read_text() if record.exists() else None
-    shutil.move(model.parent, built / "seed1.away")  # a seed still to train
+    shutil.move(model.parent, built / "seed1.away")  # a seed still to train: the study's tables
+    shutil.move(built / "results/demo", built / "demo.away")  # and figures are not built yet either
     try:
         path.unlink()
         proc = snakemake(built, "-n", *METRICS, *TINY, *LARGE)
@@ -82,6 +83,7 @@ def test_a_deleted_split_is_made_again_and_only_the_unfinished_seed_trains(built
     finally:
         shutil.rmtree(model.parent, ignore_errors=True)
         shutil.move(built / "seed1.away", model.parent)
+        shutil.move(built / "demo.away", built / "results/demo")
     assert plan(built, *TINY, *LARGE) == {}
 
 
