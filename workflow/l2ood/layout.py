@@ -28,7 +28,12 @@ def prepared_record(dataset: str, split: str) -> str:
     """The record beside a prepared split, ``{split}.json``: its MD5 and the values that made it
     (``l2ood.data.write_record``). The jobs reading a split read both: the split ancient (its
     modification time counts for nothing), the record as is (a changed data set replans them)."""
-    return prepared_file(dataset, split).removesuffix(".npz") + ".json"
+    return record_of(prepared_file(dataset, split))
+
+
+def record_of(split_path: str) -> str:
+    """The record's path beside the prepared split at ``split_path``: ``{split}.npz`` -> ``{split}.json``."""
+    return str(split_path).removesuffix(".npz") + ".json"
 
 
 def run_file(run: str, seed: int, name: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from . import config as cfglib
+from .fileio import atomic_path
 from .layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, prepared_file, prepared_record, run_file
 
 #: invocations that build nothing: what is on disk is not checked for them (an --unlock must work)
@@ -71,10 +72,8 @@ def plain(value):
 
 def write_params(output, params: dict) -> None:
     """Record the params a job ran with (called last, when its outputs are written)."""
-    path = params_record(output)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(plain(params), sort_keys=True, indent=1) + "\n")
-    tmp.replace(path)
+    with atomic_path(params_record(output)) as tmp:
+        tmp.write_text(json.dumps(plain(params), sort_keys=True, indent=1) + "\n")
 
 
 # --- what is built from what: one node per job, from the config --------------------------------

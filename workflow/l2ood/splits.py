@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import atomic_path
+from .layout import record_of
 from .sources import CorruptFileError
 
 def record_path(path) -> Path:
     """The record beside a prepared split ``{split}.npz``: ``{split}.json``, its MD5 and the values that
     made it (``l2ood.data.write_record``). The jobs reading a split name both: the split ancient (its
     modification time counts for nothing), the record not (a changed data set replans them)."""
-    return Path(path).with_suffix(".json")
+    return Path(record_of(path))
 
 
 CHUNK = 1024  # images per write: 12 MB at 64x64, so peak memory does not grow with the dataset
