@@ -373,14 +373,18 @@ def test_a_subset_of_seeds_from_the_command_line(built):
     assert jobs.get("train") == 1 and jobs.get("evaluate") == 1, jobs
 
 
-def test_a_truncated_prepared_split_is_reported_before_any_job(built):
-    path = built / "resources/prepared/digits-near/test.npz"
+def dry_run_with_half_of(path, work):
+    """``snakemake -n`` in ``work`` while ``path`` holds only its first half (a copy cut short); restored after."""
     data = path.read_bytes()
     try:
         path.write_bytes(data[: len(data) // 2])
-        proc = snakemake(built, "-n", *TINY, check=False)
+        return snakemake(work, "-n", *TINY, check=False)
     finally:
         path.write_bytes(data)
+
+
+def test_a_truncated_prepared_split_is_reported_before_any_job(built):
+    proc = dry_run_with_half_of(built / "resources/prepared/digits-near/test.npz", built)
     assert proc.returncode != 0
     assert "resources/prepared/digits-near/test.npz is not a complete prepared split" in proc.text, proc.text[-3000:]
     assert "rm resources/prepared/digits-near/test.npz" in proc.text
@@ -617,13 +621,7 @@ def test_touch_after_a_change_that_retrains_is_refused(built, tmp_path):
 @pytest.mark.parametrize("name", ["model.pt", "outputs/digits-noise.npz", "features/digits-id.train.npz", "probes.npz"])
 def test_a_truncated_run_file_is_reported_before_any_job(built, name):
     """Item 12: a run's zip files (a torch.save file is one) cut short are found before any job."""
-    path = built / "results/runs/demo-smallcnn-nol2/seed1" / name
-    data = path.read_bytes()
-    try:
-        path.write_bytes(data[: len(data) // 2])
-        proc = snakemake(built, "-n", *TINY, check=False)
-    finally:
-        path.write_bytes(data)
+    proc = dry_run_with_half_of(built / "results/runs/demo-smallcnn-nol2/seed1" / name, built)
     assert proc.returncode != 0
     assert f"results/runs/demo-smallcnn-nol2/seed1/{name} (" in proc.text, proc.text[-3000:]
     assert "not a complete file" in proc.text and "mv results/demo results/demo.old" in proc.text
