@@ -1,0 +1,143 @@
+"""Detectors on distances in feature space: Mahalanobis, RMDS, KNN, ViM, fDBD."""
+
+import numpy as np
+
+from .base import L2_EPS, Detector, _Gaussian, logsumexp, unit
+
+#: elements (float64) of one block of test x training distances in KNN: 2**24 * 8 B = 128 MiB.
+KNN_BLOCK = 2**24
+
+
+class Mahalanobis(Detector):
+    """-min_c (z - mu_c)^T Sigma^+ (z - mu_c), class means, shared covariance (Lee et al. 2018), no preprocessing."""
+
+    label = "Mahalanobis"
+    uses_head = False
+    uses_train = True
+
+    def _fit(self, z, y):
+        self.gaussian = _class_gaussian(z, y, self.head.num_classes)
+
+    def _score(self, z):
+        return -self.gaussian.distances(z).min(axis=1)
+
+
+def _class_gaussian(z: np.ndarray, y: np.ndarray, num_classes: int) -> _Gaussian:
+    counts = np.bincount(y, minlength=num_classes)
+    if (counts == 0).any():
+        missing = np.flatnonzero(counts == 0).tolist()
+        raise ValueError(f"classes {missing} have no training features: a class mean needs at least one image")
+    means = np.stack([z[y == c].mean(axis=0) for c in range(num_classes)])
+    return _Gaussian(z - means[y], means, z.mean(axis=0))
+
+
+class RMDS(Detector):
+    """Relative Mahalanobis (Ren et al. 2021): -min_c [MD_c(z) - MD_0(z)], MD_0 a Gaussian fitted to all training features."""
+
+    label = "RMDS"
+    uses_head = False
+    uses_train = True
+
+    def _fit(self, z, y):
+        self.gaussian = _class_gaussian(z, y, self.head.num_classes)
+        mean = z.mean(axis=0)
+        self.background = _Gaussian(z - mean, mean[None, :], mean)
+
+    def _score(self, z):
+        return -(self.gaussian.distances(z) - self.background.distances(z)).min(axis=1)
+
+
+class KNN(Detector):
+    """-distance of z/||z|| to its k-th nearest normalized training feature, k = 50 (Sun et al. 2022, CIFAR-10)."""
+
+    label = "KNN"
+    uses_head = False
+    uses_train = True
+
+    def __init__(self, k: int = 50):
+        self.k = k
+
+    def _fit(self, z, y):
+        if len(z) < self.k:
+            raise ValueError(f"KNN with k={self.k} needs at least {self.k} training features, got {len(z)}")
+        self.bank = unit(z)
+        self.bank_sq = np.sum(self.bank**2, axis=1)  # 1, or 0 for a zero feature
+
+    def _score(self, z):
+        q = unit(z)
+        q_sq = np.sum(q**2, axis=1)
+        out = np.empty(len(q))
+        rows = max(1, KNN_BLOCK // len(self.bank))
+        for i in range(0, len(q), rows):
+            d2 = q_sq[i : i + rows, None] + self.bank_sq[None, :] - 2 * q[i : i + rows] @ self.bank.T
+            kth = np.partition(d2, self.k - 1, axis=1)[:, self.k - 1]
+            out[i : i + rows] = -np.sqrt(np.maximum(kth, 0.0))
+        return out
+
+
+def vim_dim(d: int) -> int:
+    """ViM's principal-subspace dimension D for d-dimensional features.
+
+    1000 for d >= 2048 and 512 for d >= 768 (the ViM authors' benchmark.py: ResNet-50/BiT, ViT-B);
+    otherwise d // 2 (OpenOOD v1.5 vim.yml: 256 of ResNet18's 512 on CIFAR).
+    """
+    if d >= 2048:
+        return 1000
+    if d >= 768:
+        return 512
+    return d // 2
+
+
+class ViM(Detector):
+    """Virtual-logit matching (Wang et al. 2022): energy - alpha ||residual of h - u off the top-D principal space||."""
+
+    label = "ViM"
+    uses_train = True
+
+    def __init__(self, dim: int | None = None):
+        self.dim = dim  # None: vim_dim(d)
+
+    def _fit(self, z, y):
+        w, b = self.head.weight, self.head.bias
+        d = self.head.dim
+        self.principal_dim = vim_dim(d) if self.dim is None else self.dim
+        if not 0 <= self.principal_dim < d:
+            raise ValueError(
+                f"ViM's principal dimension must be in [0, {d}) for {d}-d features, got {self.principal_dim}"
+            )
+        self.origin = -np.linalg.pinv(w) @ b  # u: the point the logits see as W u + b = 0 (least squares)
+        x = self.head.head_input(z) - self.origin
+        lam, vec = np.linalg.eigh(x.T @ x / len(x))  # covariance about u, not about the mean (as the paper)
+        self.residual_basis = vec[:, np.argsort(-lam)[self.principal_dim :]]
+        vlogit = np.linalg.norm(x @ self.residual_basis, axis=1).mean()
+        max_logit = self.head.logits(z).max(axis=1).mean()
+        # training features in the principal space (residuals zero up to rounding): no scale to
+        # match the virtual logit to, so alpha = 0 and ViM is the energy
+        zero = vlogit <= 1e-12 * np.linalg.norm(x, axis=1).mean()
+        self.alpha = 0.0 if zero else float(max_logit / vlogit)
+
+    def _score(self, z):
+        residual = np.linalg.norm((self.head.head_input(z) - self.origin) @ self.residual_basis, axis=1)
+        return logsumexp(self.head.logits(z)) - self.alpha * residual
+
+
+class FDBD(Detector):
+    """Mean distance of h to the predicted class's decision boundaries over ||h - mean training h|| (Liu & Qin 2024)."""
+
+    label = "fDBD"
+    uses_train = True
+
+    def _fit(self, z, y):
+        self.train_mean = self.head.head_input(z).mean(axis=0)
+        w = self.head.weight
+        gap = np.linalg.norm(w[:, None, :] - w[None, :, :], axis=2)
+        # identical weight vectors (and the diagonal) have no boundary between them: the term is 0
+        self.boundary_norm = np.where(gap > 0, gap, np.inf)
+
+    def _score(self, z):
+        logits = self.head.logits(z)
+        pred = logits.argmax(axis=1)
+        top = logits[np.arange(len(logits)), pred][:, None]
+        boundary = np.sum((top - logits) / self.boundary_norm[pred], axis=1) / (self.head.num_classes - 1)
+        spread = np.linalg.norm(self.head.head_input(z) - self.train_mean, axis=1)
+        return boundary / np.maximum(spread, L2_EPS)
