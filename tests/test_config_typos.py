@@ -173,13 +173,14 @@ def keys_read(source: str, name: str) -> set[str]:
 def test_every_key_a_renderer_reads_is_one_the_schema_takes():
     """A key the renderers read that no kind's schema takes could never be set: the schema would
     reject it. (``metrics``, ``labels`` and the panels' files are added by l2ood.config's resolvers.)"""
-    from l2ood import figures, tables
+    from l2ood import figures, specs, tables
 
     resolved = {"metrics", "labels"}
     table_keys = {k for s in kind_schemas("table").values() for k in s["properties"]}
     assert keys_read(inspect.getsource(tables), "spec") - resolved <= table_keys
     figure_keys = {k for s in kind_schemas("figure").values() for k in s["properties"]}
     assert keys_read(inspect.getsource(figures), "spec") - resolved <= figure_keys
+    assert keys_read(inspect.getsource(specs), "spec") <= table_keys | figure_keys  # the one spec reader
     panel_keys = set()
     for s in kind_schemas("figure").values():
         items = s["properties"].get("panels", {}).get("items", {})

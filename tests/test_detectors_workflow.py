@@ -161,7 +161,7 @@ def test_only_the_runs_detector_tables_name_store_features():
 
 def test_detector_table_with_a_wrong_set_is_refused():
     cfg = base_config()
-    cfg["studies"]["demo"]["tables"]["detectors"]["ood"] = ["digits-near", "svhn", "nowhere"]
+    cfg["studies"]["demo"]["tables"]["detectors"]["ood"] = {"near": "digits-near", "svhn": "svhn", "x": "nowhere"}
     with pytest.raises(C.ConfigError) as err:
         C.check(cfg)
     assert "studies.demo.tables.detectors: 'svhn' is 32 px but run demo-smallcnn-nol2 sees 8 px" in str(err.value)
@@ -231,7 +231,7 @@ def test_std_is_an_option_of_every_table(tmp_path):
             for r, vals in (("a", NOL2_SEEDS), ("b", L2_SEEDS)) for s, v in enumerate(vals)]  # fmt: skip
     path = tmp_path / "m.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    spec = {"kind": "l2_vs_nol2", "caption": "c", "rows": [{"label": "M", "nol2": "a", "l2": "b"}], "ood": ["o"],
+    spec = {"kind": "l2_vs_nol2", "caption": "c", "rows": [{"label": "M", "nol2": "a", "l2": "b"}], "ood": {"o": "o"},
             "metrics": {"a": [str(path)]}}  # fmt: skip
     assert "92.0 / 10.0" in tables.render_table(spec).markdown  # the paper's layout: means only
     with_std = tables.render_table({**spec, "std": True}).markdown
@@ -242,7 +242,7 @@ def test_detectors_figure(tmp_path):
     from l2ood.figures import HEAD_COLORS, render_figure
 
     spec = {"kind": "detectors", "caption": "c", "rows": [{"label": "M", "nol2": "a", "l2": "b"}],
-            "ood": ["near", "far1", "far2"], "metrics": detector_metrics(tmp_path),
+            "ood": {"near": "near", "far1": "far1", "far2": "far2"}, "metrics": detector_metrics(tmp_path),
             "labels": {"near": "Near"}}  # fmt: skip
     fig = render_figure(spec)
     axes = [ax for ax in fig.axes if ax.get_visible()]
@@ -276,7 +276,7 @@ def test_l2_vs_nol2_differences_are_an_option(tmp_path):
             for r, vals in (("a", NOL2_SEEDS), ("b", L2_SEEDS)) for s, v in enumerate(vals)]  # fmt: skip
     path = tmp_path / "m.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    spec = {"kind": "l2_vs_nol2", "caption": "c", "rows": [{"label": "M", "nol2": "a", "l2": "b"}], "ood": ["o"],
+    spec = {"kind": "l2_vs_nol2", "caption": "c", "rows": [{"label": "M", "nol2": "a", "l2": "b"}], "ood": {"o": "o"},
             "metrics": {"a": [str(path)]}}  # fmt: skip
     plain, with_diff = tables.render_table(spec), tables.render_table({**spec, "diff": True})
     assert with_diff.markdown.startswith(plain.markdown)  # the paper's layout first, unchanged

@@ -107,7 +107,7 @@ def test_the_paper_tunes_table2_on_the_sets_table2_reports():
 
 def test_table3_reads_the_raw_logits_with_the_papers_headers():
     t3 = paper_tables()["table3"]
-    assert t3["scores"] == {
+    assert t3["columns"] == {
         "norm_feature": "feature_norm",
         "norm_logits": "logit_norm_raw",
         "maxlogit": "max_logit_raw",
@@ -145,7 +145,7 @@ def test_table1_rows_in_the_papers_order(tmp_path):
 
 def test_table3_headers_as_printed(tmp_path):
     spec = {**paper_tables()["table3"], "labels": {}}
-    spec["metrics"] = metrics_file(tmp_path, spec["run"], scores=tuple(spec["scores"].values()))
+    spec["metrics"] = metrics_file(tmp_path, spec["run"], scores=tuple(spec["columns"].values()))
     header = TB.render_table(spec).markdown.splitlines()[2]
     assert "svhn Norm - Feature | svhn Norm - Logits | svhn MaxLogit" in header
 

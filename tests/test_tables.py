@@ -22,7 +22,7 @@ def metrics_files(tmp_path, aurocs: dict[str, list[float]]) -> dict[str, list[st
 
 @pytest.fixture
 def spec(tmp_path):
-    return {"kind": "l2_vs_nol2", "title": "T", "caption": "A caption.", "ood": ["near"],
+    return {"kind": "l2_vs_nol2", "title": "T", "caption": "A caption.", "ood": {"near": "near"},
             "rows": [{"label": "Net", "nol2": "a", "l2": "b"}], "labels": {"near": "Near set"},
             "metrics": metrics_files(tmp_path, {"a": [0.40, 0.44], "b": [0.80, 0.90]})}  # fmt: skip
 

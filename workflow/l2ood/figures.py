@@ -365,7 +365,7 @@ def detectors(spec: dict):
     from .detectors import DETECTORS
     from .evaluate_detectors import detector_label
     from .stats import diff_ci
-    from .tables import ood_columns
+    from .specs import ood_columns
 
     metric = spec.get("metric", "auroc")
     if metric not in DETECTOR_METRICS:

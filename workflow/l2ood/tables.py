@@ -22,6 +22,8 @@ import pandas as pd
 from .layout import HEADS
 from .results import load_seeds
 from .scores import LABELS as SCORE_LABELS
+from .specs import ood_columns, row_score, score_columns
+from .specs import scores as spec_scores
 from .stats import DIFF_METHOD, diff_ci, mean_std
 
 #: the heads in the order Tables 4-8 print them: the baseline first
@@ -46,12 +48,6 @@ def pct_std(mean: float, std: float) -> str:
     """ "97.4 ± 0.5": the mean as ``pct``, the std with the same decimals (fractions in, percent out)."""
     decimals = 1 if abs(100 * mean) >= 9.995 else 2
     return f"{pct(mean)} ± {100 * std:.{decimals}f}"
-
-
-def ood_columns(spec: dict) -> list[tuple[str, str]]:
-    """(column key, data set) pairs: ``ood`` is a list of data sets or a key -> data set mapping."""
-    ood = spec.get("ood", [])
-    return list(ood.items()) if isinstance(ood, dict) else [(d, d) for d in ood]
 
 
 def load_metrics(files: dict[str, list[str]]) -> pd.DataFrame:
@@ -211,7 +207,7 @@ def l2_vs_nol2(spec: dict) -> Table:
     with the L2 head, then both ID accuracies; one row per score when ``scores`` lists several.
     Each row names its two runs by head: ``{label, nol2: <run>, l2: <run>}``."""
     cells = Cells(load_metrics(spec["metrics"]), std=spec.get("std", False))
-    scores = spec.get("scores", ["feature_norm"])
+    scores = spec_scores(spec)
     oods = ood_columns(spec)
     rows = []
     for r, score, label in _score_rows(spec["rows"], scores):
@@ -305,7 +301,7 @@ def seed_range(spec: dict) -> Table:
     """Table 3: min, max and mean over seeds of one run, per score and OoD set (each statistic
     taken per metric: the Min row holds the lowest AUROC and the lowest FPR95)."""
     cells = Cells(load_metrics(spec["metrics"]), std=spec.get("std", False))
-    oods, scores = ood_columns(spec), list(spec["scores"].items())
+    oods, scores = ood_columns(spec), score_columns(spec)
     rows = []
     for stat, label in (("min", "Min"), ("max", "Max"), ("mean", "Mean")):
         rows.append([label] + [cells.pair(label, f"{key}/{sk}", spec["run"], score, ds, stat)
@@ -330,8 +326,8 @@ def table1(spec: dict) -> Table:
     for r in spec["rows"]:
         line = [f"{r['label']} [reproduced]", r.get("network", "")]
         for key, ds in oods:
-            m = cells.select(r["run"], r.get("score", "feature_norm"), ds)
-            v = cells.add(r["label"], key, "auroc", m.auroc, run=r["run"], score=r.get("score", "feature_norm"), ood=ds)
+            m = cells.select(r["run"], row_score(r), ds)
+            v = cells.add(r["label"], key, "auroc", m.auroc, run=r["run"], score=row_score(r), ood=ds)
             line.append("n/a" if v is None else pct(v))
         line.append(cells.accuracy(r["label"], "accuracy", r["run"]))
         rows[r["label"]] = line
@@ -468,7 +464,7 @@ def openood(spec: dict) -> Table:
     FPR@95 with OoD as the positive class; L2 - No L2 with its Welch t interval for each average."""
     cells = Cells(load_detector_metrics(spec), std=spec.get("std", False))
     names = _detectors(spec, cells.metrics)
-    groups_of = {"near": list(spec["near"].items()), "far": list(spec["far"].items())}
+    groups_of = {"near": ood_columns(spec, "near"), "far": ood_columns(spec, "far")}
     sections = []
     for metric, title in OPENOOD_METRICS.items():
         rows = []
