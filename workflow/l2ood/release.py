@@ -63,7 +63,7 @@ def model_card(run: str, config: dict, metrics: pd.DataFrame, seeds: list[int]) 
             f" {config.get('training_code_version')}. Every value is in each seed's `config.yaml`."
         )
     else:
-        lines.append(f"Not trained by l2ood: imported from `{config['weights']['path']}` (see each seed's `config.yaml`).")
+        lines.append(f"Not trained by l2ood: imported from `{config['weights_file']['path']}` (SHA-256 {config['weights_file']['sha256']}; each seed's `config.yaml` names its file).")
     lines += ["", "## Measured (%, mean ± std over seeds)", ""]
     if len(metrics):
         acc = metrics.drop_duplicates("seed")["accuracy"]

@@ -15,5 +15,5 @@ seed = int(snakemake.wildcards.seed)
 source = import_weights(snakemake.input.weights, cfg, seed, snakemake.output.model)
 log.info("run %s seed %d: %s (sha256 %s, %s key layout)", cfg["run"], seed, source["path"], source["sha256"], source["layout"])
 with atomic_path(Path(snakemake.output.config)) as tmp:
-    tmp.write_text(yaml.safe_dump({**cfg, "seed": seed, "weights": source}, sort_keys=False))
+    tmp.write_text(yaml.safe_dump({**cfg, "seed": seed, "weights_file": source}, sort_keys=False))
 record_params(snakemake)
