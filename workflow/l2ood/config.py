@@ -35,6 +35,8 @@ RUN_DEFAULTS = {
 RECIPE_PROSE = ("source",)
 #: a data set's keys that preparing it does not read: its label, and what training reads
 NOT_PREPARE = ("label", "num_classes", "normalize")
+#: the key naming the prepared set a derived data set is made from (Gaussian noise: only its count and size)
+SOURCE_KEY = {"gaussian": "like", "scrambled": "of", "resize": "of"}
 #: engine options that change the numbers training computes: part of the train rule's params
 NUMERIC_ENGINE_OPTIONS = ("device", "amp", "tf32", "compile", "compile_mode", "channels_last", "deterministic")
 #: the score a table may name besides ``l2ood.scores.SCORES``: evaluate adds it
@@ -220,8 +222,12 @@ def check(config: dict) -> None:
         for key in ("like", "of"):
             if key in spec and spec[key] not in ds:
                 errors.append(f"datasets.{name}.{key}: unknown data set {spec[key]!r}")
-        if spec["kind"] in ("gaussian", "scrambled", "resize") and not ({"like", "of"} & set(spec)):
-            errors.append(f"datasets.{name}: kind {spec['kind']!r} needs 'of' (or 'like' for gaussian)")
+        source = SOURCE_KEY.get(spec["kind"])
+        for key in sorted({"like", "of"} & set(spec) - {source}):  # the prepare rule reads only `source`
+            errors.append(f"datasets.{name}.{key}: kind {spec['kind']!r} takes no {key!r}; write {source!r} instead"
+                          if source else f"datasets.{name}.{key}: kind {spec['kind']!r} is made from no other set; remove {key!r}")  # fmt: skip
+        if source and source not in spec and not ({"like", "of"} & set(spec)):
+            errors.append(f"datasets.{name}: kind {spec['kind']!r} needs {source!r} (the data set it is made from)")
         if spec["kind"] == "digits" and "classes" not in spec:
             errors.append(f"datasets.{name}: kind 'digits' needs 'classes' (the digits it holds, e.g. [0, 1, 2, 3, 4])")
     errors += class_count_errors(config)

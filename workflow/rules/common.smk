@@ -79,13 +79,10 @@ def study_spec(name):
 def prepare_source(dataset, split):
     """The prepared split a derived data set is made from, as (dataset, split); None for the others."""
     spec = dataset_spec(dataset)
-    if spec["kind"] == "gaussian" and "like" in spec:
-        return spec["like"], "test"
-    if spec["kind"] == "scrambled":
-        return spec["of"], "test"
-    if spec["kind"] == "resize":
-        return spec["of"], split
-    return None
+    key = cfglib.SOURCE_KEY.get(spec["kind"])
+    if key is None:
+        return None
+    return spec[key], split if spec["kind"] == "resize" else "test"  # the synthetic sets have a test split only
 
 
 def prepare_inputs(wildcards):
