@@ -24,7 +24,8 @@ import yaml
 
 from . import config as cfglib
 from .fileio import atomic_path
-from .layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, prepared_file, prepared_record, run_file
+from .layout import COMPARISON, COMPARISON_FORMATS, DETECTOR_METRICS, FEATURES_DIR, FIGURE_FORMATS, METRICS, OUTPUTS_DIR
+from .layout import STUDY_DIR, TABLE_FORMATS, TRAIN_OUTPUTS, figure_file, prepared_file, prepared_record, run_file, study_file, table_file
 
 #: invocations that build nothing: what is on disk is not checked for them (an --unlock must work)
 MAINTENANCE = {"--unlock", "--cleanup-metadata", "--cm", "--lint", "--delete-all-output", "--delete-temp-output"}
@@ -168,24 +169,23 @@ def graph(config: dict, prepare_inputs=lambda dataset, split: []) -> dict[str, N
                 add("features", [run_file(run, seed, FEATURES_DIR)], [model, *read], **w)
                 add("detectors", [run_file(run, seed, DETECTOR_METRICS)], [run_file(run, seed, FEATURES_DIR)], **w)
     for study in config["studies"]:
-        root = f"results/{study}"
         try:
             files = [run_file(r, s, METRICS) for r in cfglib.study_runs(config, study) for s in cfglib.seeds(config, r)]
-            add("study_metrics", [f"{root}/metrics.csv"], files, study=study)
+            add("study_metrics", [study_file(study, METRICS)], files, study=study)
         except cfglib.ConfigError:
             pass
         compared = []
         for group, name, resolved in _study_items(config, study):
             if group == "tables":
-                files = [f"{root}/tables/{name}.{ext}" for ext in ("html", "csv", "md", "tex")]
+                files = [table_file(study, name, ext) for ext in TABLE_FORMATS]
                 add("table", files, cfglib.table_files(resolved), study=study, table=name)
                 if not cfglib.reads_detectors("tables", resolved):
-                    compared.append(files[1])
+                    compared.append(table_file(study, name, "csv"))
             else:
-                files = [f"{root}/figures/{name}.{ext}" for ext in ("png", "pdf")]
+                files = [figure_file(study, name, ext) for ext in FIGURE_FORMATS]
                 add("figure", files, cfglib.figure_files(resolved), study=study, figure=name)
         if "paper_numbers" in config["studies"][study]:
-            files = [f"{root}/tables/paper_vs_reproduced.{ext}" for ext in ("csv", "md")]
+            files = [table_file(study, COMPARISON, ext) for ext in COMPARISON_FORMATS]
             add("paper_vs_reproduced", files, compared, study=study)
     by_file = {f: n for n in nodes.values() for f in n.files}
     for node in nodes.values():
@@ -219,7 +219,7 @@ def fix(nodes: list[Node]) -> str:
     a study's results folder when any of its results go; a prepared split or an evaluation is removed
     (made again from the downloads or the outputs in seconds to minutes)."""
     runs = {n.path.rsplit("/", 1)[0] for n in nodes if n.kind == "train"}
-    studies = {f"results/{n.wildcards['study']}" for n in nodes if "study" in n.wildcards}
+    studies = {STUDY_DIR.format(study=n.wildcards["study"]) for n in nodes if "study" in n.wildcards}
     removed = []
     for n in nodes:
         if n.kind in ("train", "table", "figure", "study_metrics", "paper_vs_reproduced"):

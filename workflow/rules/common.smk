@@ -11,7 +11,8 @@ from l2ood import code
 from l2ood import config as cfglib
 from l2ood import ondisk, plan, sources  # none imports torch: this runs at parse time on every node
 from l2ood.layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
-from l2ood.layout import prepared_file, prepared_record
+from l2ood.layout import COMPARISON, COMPARISON_FORMATS, FIGURE_FORMATS, figure_file, prepared_file, prepared_record
+from l2ood.layout import study_file, table_file
 
 _schema = workflow.source_path("../schemas/config.schema.yaml")
 cfglib.coerce_command_line(config, _schema)  # --config gives text inside lists and mappings
@@ -280,12 +281,11 @@ def study_data(study):
 
 def study_targets(study):
     spec = study_spec(study)
-    root = f"results/{study}"
-    targets = [f"{root}/metrics.csv"]
-    targets += [f"{root}/tables/{t}.{ext}" for t in spec.get("tables", {}) for ext in ("csv", "md", "tex")]
-    targets += [f"{root}/figures/{f}.{ext}" for f in spec.get("figures", {}) for ext in ("png", "pdf")]
+    targets = [study_file(study, METRICS)]
+    targets += [table_file(study, t, ext) for t in spec.get("tables", {}) for ext in ("csv", "md", "tex")]
+    targets += [figure_file(study, f, ext) for f in spec.get("figures", {}) for ext in FIGURE_FORMATS]
     if "paper_numbers" in spec:
-        targets += [f"{root}/tables/paper_vs_reproduced.{ext}" for ext in ("csv", "md")]
+        targets += [table_file(study, COMPARISON, ext) for ext in COMPARISON_FORMATS]
     return targets
 
 
@@ -295,7 +295,7 @@ def compare_inputs(wildcards):
         raise WorkflowError(f"study {wildcards.study!r} has no 'paper_numbers' to compare with")
     # the paper's tables only: the detector tables go beyond the paper, there is nothing to compare them with
     names = [t for t, table in spec.get("tables", {}).items() if not cfglib.reads_detectors("tables", table)]
-    tables = [f"results/{wildcards.study}/tables/{t}.csv" for t in names]
+    tables = [table_file(wildcards.study, t, "csv") for t in names]
     return {"numbers": spec["paper_numbers"], "tables": tables}
 
 

@@ -23,7 +23,7 @@ rule study_metrics:
         study_metrics_inputs,
     output:
         report(
-            "results/{study}/metrics.csv",
+            study_file("{study}", METRICS),
             caption="../report/metrics.rst",
             category="Metrics",
         ),

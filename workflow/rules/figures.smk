@@ -6,12 +6,12 @@ rule figure:
         figure_inputs,
     output:
         png=report(
-            "results/{study}/figures/{figure}.png",
+            figure_file("{study}", "{figure}", "png"),
             caption="../report/caption.rst",
             category="Figures",
             subcategory="{figure}",
         ),
-        pdf="results/{study}/figures/{figure}.pdf",
+        pdf=figure_file("{study}", "{figure}", "pdf"),
     log:
         "logs/figure/{study}/{figure}.log",
     conda:

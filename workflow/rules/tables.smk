@@ -7,21 +7,21 @@ rule table:
     output:
         # the report shows the HTML page (the table as printed) and offers the CSV (one row per number)
         html=report(
-            "results/{study}/tables/{table}.html",
+            table_file("{study}", "{table}", "html"),
             caption="../report/table.rst",
             category="Tables",
             subcategory="{table}",
             labels={"table": "{table}", "file": "as printed"},
         ),
         csv=report(
-            "results/{study}/tables/{table}.csv",
+            table_file("{study}", "{table}", "csv"),
             caption="../report/table_csv.rst",
             category="Tables",
             subcategory="{table}",
             labels={"table": "{table}", "file": "one row per number (CSV)"},
         ),
-        md="results/{study}/tables/{table}.md",
-        tex="results/{study}/tables/{table}.tex",
+        md=table_file("{study}", "{table}", "md"),
+        tex=table_file("{study}", "{table}", "tex"),
     log:
         "logs/table/{study}/{table}.log",
     conda:
@@ -39,12 +39,12 @@ rule paper_vs_reproduced:
         unpack(compare_inputs),
     output:
         csv=report(
-            "results/{study}/tables/paper_vs_reproduced.csv",
+            table_file("{study}", COMPARISON, "csv"),
             caption="../report/paper_vs_reproduced.rst",
             category="Tables",
             subcategory="paper_vs_reproduced",
         ),
-        md="results/{study}/tables/paper_vs_reproduced.md",
+        md=table_file("{study}", COMPARISON, "md"),
     log:
         "logs/paper_vs_reproduced/{study}.log",
     conda:
