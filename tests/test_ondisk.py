@@ -7,7 +7,7 @@ import pytest
 import yaml
 from conftest import ROOT
 from l2ood import config as C
-from l2ood import ondisk, results
+from l2ood import invocation, ondisk, results
 
 
 @pytest.fixture
@@ -15,9 +15,11 @@ def config():
     return yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
-def test_touch_is_recognised_among_other_flags():
-    assert ondisk.touching(["snakemake", "--touch"]) and ondisk.touching(["snakemake", "-nt", "--cores", "1"])
-    assert not ondisk.touching(["snakemake", "-n", "--cores", "1", "--config", "threads={train: 1}"])
+def test_touch_and_dry_run_are_recognised_among_other_flags():
+    assert invocation.touching(["snakemake", "--touch"]) and invocation.touching(["snakemake", "-nt", "--cores", "1"])
+    assert not invocation.touching(["snakemake", "-n", "--cores", "1", "--config", "threads={train: 1}"])
+    assert invocation.dry_running(["snakemake", "-pn"]) and invocation.dry_running(["snakemake", "--dry-run"])
+    assert not invocation.dry_running(["snakemake", "--cores", "1", "--configfile", "n.yaml", "--touch"])
 
 
 def test_the_graph_knows_what_each_result_is_built_from(config):

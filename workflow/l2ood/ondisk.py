@@ -14,7 +14,6 @@ PyYAML and ``l2ood.config`` only: no Snakemake, no torch (this runs at every sta
 """
 
 import json
-import re
 import zipfile
 from base64 import urlsafe_b64encode
 from dataclasses import dataclass, field
@@ -26,16 +25,6 @@ from . import config as cfglib
 from .fileio import atomic_path
 from .layout import COMPARISON, COMPARISON_FORMATS, DETECTOR_METRICS, FEATURES_DIR, FIGURE_FORMATS, METRICS, OUTPUTS_DIR
 from .layout import STUDY_DIR, TABLE_FORMATS, TRAIN_OUTPUTS, figure_file, prepared_file, prepared_record, run_file, study_file, table_file
-
-#: invocations that build nothing: what is on disk is not checked for them (an --unlock must work)
-MAINTENANCE = {"--unlock", "--cleanup-metadata", "--cm", "--lint", "--delete-all-output", "--delete-temp-output"}
-
-
-def touching(argv: list[str]) -> bool:
-    """``--touch`` (``-t``, alone or among other one-letter flags): outputs are marked current
-    without running anything, so Snakemake's records cannot stand in for a check."""
-    return any(a == "--touch" or re.fullmatch(r"-[A-Za-z]*t[A-Za-z]*", a) for a in argv)
-
 
 # --- Snakemake's records (its default file persistence, snakemake/persistence.py) ---------------
 

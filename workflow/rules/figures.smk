@@ -17,7 +17,6 @@ rule figure:
     conda:
         "../../envs/l2ood.yaml"
     params:
-        spec=figure_digest,
-        code=script_code("figure"),
+        **JOB_PARAMS["figure"],
     script:
         "../scripts/figure.py"

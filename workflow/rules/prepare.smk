@@ -17,7 +17,6 @@ rule prepare:
     conda:
         "../../envs/l2ood.yaml"
     params:
-        spec=prepare_params,
-        md5=prepare_md5,
+        **JOB_PARAMS["prepare"],
     script:
         "../scripts/prepare.py"

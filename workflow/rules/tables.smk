@@ -27,8 +27,7 @@ rule table:
     conda:
         "../../envs/l2ood.yaml"
     params:
-        spec=table_digest,
-        code=script_code("table"),
+        **JOB_PARAMS["table"],
     script:
         "../scripts/table.py"
 
@@ -50,6 +49,6 @@ rule paper_vs_reproduced:
     conda:
         "../../envs/l2ood.yaml"
     params:
-        code=script_code("paper_vs_reproduced"),
+        **JOB_PARAMS["paper_vs_reproduced"],
     script:
         "../scripts/paper_vs_reproduced.py"
