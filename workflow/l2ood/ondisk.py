@@ -24,7 +24,8 @@ import yaml
 from . import config as cfglib
 from .fileio import atomic_path
 from .layout import COMPARISON, COMPARISON_FORMATS, DETECTOR_METRICS, FEATURES_DIR, FIGURE_FORMATS, METRICS, OUTPUTS_DIR
-from .layout import STUDY_DIR, TABLE_FORMATS, TRAIN_OUTPUTS, figure_file, prepared_file, prepared_record, run_file, study_file, table_file
+from .layout import STUDY_DIR, TABLE_FORMATS, TRAIN_OUTPUTS, figure_file, prepared_file, prepared_record, record_of
+from .layout import run_file, study_file, table_file
 
 # --- Snakemake's records (its default file persistence, snakemake/persistence.py) ---------------
 
@@ -345,14 +346,17 @@ def stale_params(nodes: dict[str, Node], expected, trust_records: bool = True) -
             continue
         if trust_records and snakemake_record("metadata", node.path).exists():
             continue
-        record = params_record(node.path)
+        # a prepared split's params are in its record, {split}.json (l2ood.data.write_record)
+        record = Path(record_of(node.path)) if node.kind == "prepare" else params_record(node.path)
         try:
             recorded = json.loads(record.read_text())
+            if node.kind == "prepare":
+                recorded = {"spec": recorded["prepare"], "md5": recorded["raw_md5"]}
         except FileNotFoundError:
-            if snakemake_record("metadata", node.path).exists():
-                continue  # made before params records existed; Snakemake's record covers it
+            if node.kind == "prepare" or snakemake_record("metadata", node.path).exists():
+                continue  # the record is the prepare job's output: it runs again; or Snakemake's record covers it
             diffs = [f"no record of the settings it was made with ({record} is missing)"]
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, KeyError, TypeError) as err:
             diffs = [f"{record} cannot be read ({err})"]
         else:
             now = plain(expected(node.kind, node.wildcards))
