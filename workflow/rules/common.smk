@@ -43,7 +43,7 @@ def read_prepared(dataset, split):
     """What a job reading a prepared split declares: the split ancient() (a touch or a copy's new
     modification time reruns nothing; its content is pinned by the prepare job's params and its
     record's MD5), and its record as is, so that a prepare job that runs again (a changed data set)
-    reruns what reads it. A split deleted by hand is made again before the plan (restore_deleted_splits)."""
+    reruns what reads it. A split deleted by hand is made again before the plan (rules/ondisk.smk)."""
     return [ancient(prepared(dataset, split)), prepared_record(dataset, split)]
 
 

@@ -17,11 +17,12 @@ from l2ood import invocation, ondisk
 
 def restore_deleted_splits(dry_run=False):
     """Make again, before the plan, each prepared split deleted by hand (the fix the truncated-split
-    check gives) whose record is still there with the current values; a dry run only says which. Planned as a prepare job, it
+    check gives) whose record is still there with the current values. Planned as a prepare job, it
     would rerun every job reading it, finished trainings included: Snakemake exempts an ancient()
     input from its producer's rerun only if the file exists when it plans (snakemake/dag.py). The
     same bytes as recorded: nothing reading it reruns. Other bytes: the record goes, and Snakemake
-    makes the split again and reruns what read it (l2ood.data.restore)."""
+    makes the split again and reruns what read it (l2ood.data.restore). A dry run only says which
+    splits a run makes again: it writes no file."""
     from l2ood.data import restore
 
     seen = set()
