@@ -19,7 +19,11 @@ def registry(monkeypatch):
     for i in range(max(SIZES.values())):
         for family, n in SIZES.items():
             if i < n:
-                fake[f"{family}{i}"] = type(f"Fake{family}{i}", (D.Detector,), {"family": family, "label": f"{family.upper()}-{i}", "uses_head": False})
+                fake[f"{family}{i}"] = type(
+                    f"Fake{family}{i}",
+                    (D.Detector,),
+                    {"family": family, "label": f"{family.upper()}-{i}", "uses_head": False},
+                )
     assert len(fake) == 24
     monkeypatch.setattr(D, "DETECTORS", fake)
     monkeypatch.setattr(D, "LABELS", {name: cls.label for name, cls in fake.items()})

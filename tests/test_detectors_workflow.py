@@ -253,8 +253,9 @@ def test_detectors_figure(tmp_path):
     assert [[t.get_text() for t in ax.get_yticklabels()] for ax in grid[:, 0]] == [["MSP (Wz+b)"], ["KNN"]]
     # the KNN means: No L2 gray, L2 blue, at the mean of the seeds
     knn = grid[1, 0]
+    l2 = matplotlib_rgb(HEAD_COLORS["l2"])
     blue = [seg[0][0] for c in knn.collections if hasattr(c, "get_segments")
-            and tuple(c.get_colors()[0][:3]) == matplotlib_rgb(HEAD_COLORS["l2"]) for seg in c.get_segments()]  # fmt: skip
+            and tuple(c.get_colors()[0][:3]) == l2 for seg in c.get_segments()]  # fmt: skip
     assert np.isclose(max(blue), 100 * np.mean(L2_SEEDS))
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:2] == ["No L2 (3 seeds)", "L2 (3 seeds)"]

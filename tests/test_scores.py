@@ -107,8 +107,9 @@ def test_msp_is_a_strictly_increasing_function_of_the_probability():
     logits = rng.normal(0, 3, size=(200, 10))
     out = {"feature_norm": np.ones(200), "logits": logits, "fc_bias": np.zeros(10), "head": np.array("nol2")}
     p = S.max_softmax(logits)
-    np.testing.assert_allclose(S.SCORES["msp"](out), np.log(p / (1 - p)), rtol=1e-9, atol=1e-9)  # independent: via probabilities
-    assert (np.argsort(S.SCORES["msp"](out)) == np.argsort(p)).all()
+    msp = S.SCORES["msp"](out)
+    np.testing.assert_allclose(msp, np.log(p / (1 - p)), rtol=1e-9, atol=1e-9)  # independent: via probabilities
+    assert (np.argsort(msp) == np.argsort(p)).all()
 
 
 def test_one_name_per_score_across_scores_and_detectors():
@@ -141,7 +142,12 @@ def test_scores_are_the_detectors_functions(monkeypatch):
     so changing the detector changes the score; before, scores.py wrote MSP, energy, ... a second time."""
     from l2ood.detectors import DETECTORS, OnePass
 
-    out = {"feature_norm": np.array([2.0]), "logits": np.array([[0.0, 1.0]]), "fc_bias": np.zeros(2), "head": np.array("nol2")}
+    out = {
+        "feature_norm": np.array([2.0]),
+        "logits": np.array([[0.0, 1.0]]),
+        "fc_bias": np.zeros(2),
+        "head": np.array("nol2"),
+    }
     for name, score in S.SCORES.items():
         assert issubclass(DETECTORS[score.detector], OnePass), name
         assert S.LABELS[name] == score.label

@@ -382,8 +382,9 @@ def detectors(spec: dict):
     panels = [(k, pair, family, names) for k, pair in enumerate(rows) for family, names in families]
     n_lines = sum(len(names) for *_, names in panels)
     size = (1.6 + 3.2 * len(oods), 1.0 + 0.3 * n_lines + 0.35 * len(panels))  # inches: ~0.3 a detector
+    heights = [len(names) + 0.6 for *_, names in panels]  # a detector's line equally tall in every family
     fig, axes = plt.subplots(len(panels), len(oods), figsize=size, squeeze=False, sharex="col", sharey="row",
-                             layout="constrained", height_ratios=[len(names) + 0.6 for *_, names in panels])  # fmt: skip
+                             layout="constrained", height_ratios=heights)  # fmt: skip
     rng = np.random.default_rng(0)  # the dots' vertical jitter only
     for r, (k, pair, family, names) in enumerate(panels):
         y = np.arange(len(names))

@@ -38,7 +38,8 @@ increasing transform leaves AUROC and FPR95 unchanged wherever the original has 
 
 import numpy as np
 
-from .base import FAMILIES, L2_EPS, Detector, Head, _as_features, logsumexp, msp_log_odds, unit  # noqa: F401 (re-exported)
+from .base import FAMILIES  # noqa: F401
+from .base import L2_EPS, Detector, Head, _as_features, logsumexp, msp_log_odds, unit  # noqa: F401 (re-exported)
 from .distance import FDBD, KNN, KNN_BLOCK, RMDS, Mahalanobis, ViM, vim_dim  # noqa: F401
 from .logits import GEN, MSP, Energy, FeatureNorm, LogitNorm, MaxLogit, OnePass  # noqa: F401
 from .shaping import DICE, ReAct  # noqa: F401
