@@ -54,7 +54,7 @@ def test_detectors_figure_groups_24_detectors_by_family(tmp_path, registry):
     from l2ood.figures import HEAD_COLORS, render_figure
 
     names = list(registry)
-    fig = render_figure(spec(tmp_path, "detectors", names, ood=["near", "far"]))
+    fig = render_figure(spec(tmp_path, "detectors", names, ood={"near": "near", "far": "far"}))
     grid = np.array(fig.axes).reshape(len(SIZES), 2)  # a row per family, a column per OoD set
     families = [f for f in D.FAMILIES if f in SIZES]
     assert [ax.get_ylabel() for ax in grid[:, 0]] == families  # in FAMILIES' order, named
