@@ -29,6 +29,7 @@ include: "workflow/rules/detectors.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/terminal.smk"
+include: "workflow/rules/ondisk.smk"  # last: it reads the rules' params (JOB_PARAMS) and checks the disk
 
 
 # The report's home page: what the study shows and how to read it (`snakemake --report report.html`).

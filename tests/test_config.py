@@ -117,6 +117,12 @@ def test_schema_holds_no_defaults_and_requires_the_optimizer_values(config):
         (lambda c: c["runs"]["cifar10-resnet18-l2-sgd60"]["ood"].append("svhn-r64"), "add a resized copy"),
         (lambda c: c["studies"]["paper"]["tables"]["table4"]["rows"][0].update(l2="missing-run"), "unknown run 'missing-run'"),
         (lambda c: c["datasets"]["tinyimagenet-r32"].update(of="imagenet"), "datasets.tinyimagenet-r32.of: unknown data set"),
+        # read by no rule: prepare_inputs gave no input and prepare failed with an IndexError
+        (lambda c: c["datasets"]["gaussian"].update(of=c["datasets"]["gaussian"].pop("like")),
+         "datasets.gaussian.of: kind 'gaussian' takes no 'of'; write 'like' instead"),  # fmt: skip
+        (lambda c: c["datasets"]["scrambled-cifar10"].update(like="cifar10"), "datasets.scrambled-cifar10.like: kind 'scrambled' takes no 'like'; write 'of'"),
+        (lambda c: c["datasets"]["digits-near"].update(of="digits-id"), "datasets.digits-near.of: kind 'digits' is made from no other set; remove 'of'"),
+        (lambda c: c["datasets"]["tinyimagenet-r32"].pop("of"), "datasets.tinyimagenet-r32: kind 'resize' needs 'of'"),
     ],
 )
 def test_check_names_the_broken_reference(config, edit, message):

@@ -67,7 +67,8 @@ def built(tmp_path_factory):
 def test_a_deleted_split_is_made_again_and_only_the_unfinished_seed_trains(built):
     """Item 2: the package's fix for a truncated split is `rm` it; with one seed still to train, every
     finished model that read the split was planned again (Snakemake reruns whatever reads the
-    output of a job it reruns, unless the input is ancient() and exists when it plans)."""
+    output of a job it reruns, unless the input is ancient() and exists when it plans). A dry run
+    wrote the split too: now it writes nothing and says what a run will make again."""
     path, model = built / PREPARED, built / "results/runs/demo-smallcnn-l2/seed1/model.pt"
     record = path.with_suffix(".json")
     data, recorded = path.read_bytes(), record.read_text() if record.exists() else None
@@ -76,6 +77,9 @@ def test_a_deleted_split_is_made_again_and_only_the_unfinished_seed_trains(built
     try:
         path.unlink()
         proc = snakemake(built, "-n", *METRICS, *TINY, *LARGE)
+        assert not path.exists() and f"{PREPARED} was deleted: a run makes it again" in proc.text, proc.text[-3000:]
+        assert job_stats(proc.text).get("prepare") == 1  # planned as missing: the dry run's plan says so
+        proc = snakemake(built, "--cores", "2", *METRICS, *TINY, *LARGE)
         jobs = job_stats(proc.text)
         assert jobs.get("train") == 1 and "prepare" not in jobs, jobs
         assert f"made {PREPARED} again" in proc.text and path.read_bytes() == data

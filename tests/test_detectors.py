@@ -319,3 +319,19 @@ def test_registry():
     for name, cls in D.DETECTORS.items():
         assert cls.__doc__ and cls.__doc__.strip().splitlines()[0], name
         assert D.LABELS[name]
+
+
+def test_every_detector_has_a_family():
+    from l2ood.detectors import FAMILIES, by_family
+
+    assert all(cls.family in FAMILIES for cls in D.DETECTORS.values()), {n: c.family for n, c in D.DETECTORS.items()}
+    groups = by_family(list(D.DETECTORS))
+    assert [f for f, _ in groups] == [f for f in FAMILIES if any(c.family == f for c in D.DETECTORS.values())]
+    assert sorted(n for _, names in groups for n in names) == sorted(D.DETECTORS)
+    assert dict(groups)["norm"] == ["feature_norm", "logit_norm"]  # the given order within a family
+
+    class Loose(D.Detector):
+        family = "misc"
+
+    with pytest.raises(ValueError, match="family not in.*set the class attribute `family`"):
+        by_family(["x"], {"x": Loose})

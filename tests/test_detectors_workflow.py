@@ -197,9 +197,10 @@ def test_detectors_table_mean_std_and_difference(tmp_path):
     knn = next(line for line in t.markdown.splitlines() if line.startswith("| KNN"))
     cells = [c.strip() for c in knn.strip("|").split("|")]
     ci = diff_ci(L2_SEEDS, NOL2_SEEDS)
-    assert cells[1] == "81.0 ± 1.7"  # No L2: mean 81.0, std 1.73
-    assert cells[2] == "92.0 ± 2.0"
-    assert cells[3] == f"+11.0 [{100 * ci.low:.1f}, {100 * ci.high:.1f}] *" and ci.excludes_zero
+    assert cells[1] == "distance"  # its family (Detector.family)
+    assert cells[2] == "81.0 ± 1.7"  # No L2: mean 81.0, std 1.73
+    assert cells[3] == "92.0 ± 2.0"
+    assert cells[4] == f"+11.0 [{100 * ci.low:.1f}, {100 * ci.high:.1f}] *" and ci.excludes_zero
     row = t.tidy.query("row == 'KNN' and column == 'near/diff' and metric == 'auroc'").iloc[0]
     assert np.isclose(row.value, 11.0) and row.excludes_zero and np.isclose(row.low, 100 * ci.low)
     assert set(t.tidy.column) == {"near/nol2", "near/l2", "near/diff"}
@@ -245,24 +246,28 @@ def test_detectors_figure(tmp_path):
             "ood": {"near": "near", "far1": "far1", "far2": "far2"}, "metrics": detector_metrics(tmp_path),
             "labels": {"near": "Near"}}  # fmt: skip
     fig = render_figure(spec)
-    axes = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in axes] == ["Near", "far1", "far2"]
-    assert all(ax.get_ylabel() == "AUROC (%)" for ax in axes)
-    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["MSP (Wz+b)", "KNN"]  # DETECTORS' order
+    grid = np.array(fig.axes).reshape(2, 3)  # a row per family (logits: MSP, distance: KNN), a column per OoD set
+    assert [ax.get_title() for ax in grid[0]] == ["Near", "far1", "far2"]
+    assert [ax.get_ylabel() for ax in grid[:, 0]] == ["logits", "distance"]
+    assert all(ax.get_xlabel() == "AUROC (%)" for ax in grid[1])
+    assert [[t.get_text() for t in ax.get_yticklabels()] for ax in grid[:, 0]] == [["MSP (Wz+b)"], ["KNN"]]
     # the KNN means: No L2 gray, L2 blue, at the mean of the seeds
-    bars = {tuple(c.get_colors()[0][:3]): c.get_segments() for c in axes[0].collections if hasattr(c, "get_segments")}
-    blue = [seg[0][1] for seg in bars[tuple(np.array(matplotlib_rgb(HEAD_COLORS["l2"])))]]
+    knn = grid[1, 0]
+    l2 = matplotlib_rgb(HEAD_COLORS["l2"])
+    blue = [seg[0][0] for c in knn.collections if hasattr(c, "get_segments")
+            and tuple(c.get_colors()[0][:3]) == l2 for seg in c.get_segments()]  # fmt: skip
     assert np.isclose(max(blue), 100 * np.mean(L2_SEEDS))
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:2] == ["No L2 (3 seeds)", "L2 (3 seeds)"]
-    assert any(t.get_text() == "*" for t in axes[0].texts)  # KNN's (and MSP's) interval excludes 0
-    # issue 20: no empty panel, a chance line in each, one y-range per OoD set across the rows' pairs
-    assert len(fig.axes) == 3 and all(any(list(ln.get_ydata()) == [50, 50] for ln in ax.lines) for ax in axes)
+    assert any(t.get_text() == "*" for t in knn.texts)  # KNN's interval excludes 0
+    # issue 20: no empty panel, a chance line in each, one range per OoD set across the rows' pairs
+    assert len(fig.axes) == 6 and all(any(list(ln.get_xdata()) == [50, 50] for ln in ax.lines) for ax in fig.axes)
     two = render_figure({**spec, "rows": spec["rows"] * 2, "metric": "fpr95"})
-    assert len(two.axes) == 6 and all(ax.get_visible() for ax in two.axes)
-    grid = np.array(two.axes).reshape(2, 3)
-    assert all(grid[0, i].get_ylim() == grid[1, i].get_ylim() for i in range(3))
-    assert any(list(ln.get_ydata()) == [95, 95] for ln in grid[0, 0].lines)  # FPR95 of a score blind to its input
+    assert len(two.axes) == 12 and all(ax.get_visible() for ax in two.axes)
+    grid = np.array(two.axes).reshape(4, 3)
+    assert all(grid[0, i].get_xlim() == grid[r, i].get_xlim() for r in range(4) for i in range(3))
+    assert [ax.get_title() for ax in grid[:, 0]] == ["M: Near", "", "M: Near", ""]  # a title atop each pair
+    assert any(list(ln.get_xdata()) == [95, 95] for ln in grid[0, 0].lines)  # FPR95 of a score blind to its input
 
 
 def matplotlib_rgb(name):

@@ -158,13 +158,14 @@ def test_bad_arguments_and_late_calls_are_refused(tmp_path, monkeypatch):
         gpus.claim_device(2, lock_dir=tmp_path)
 
 
-def test_release_gives_the_device_back(tmp_path, monkeypatch, jobs):
+def test_a_claim_holds_until_the_process_lets_go(tmp_path, monkeypatch, jobs):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(gpus, "_claim", None)  # and back to none after the test
     try:
         assert gpus.claim_device(1, lock_dir=tmp_path) == "0"
         assert gpus.claim_device(1, lock_dir=tmp_path) == "0"  # a second call keeps the first claim
         assert jobs(tmp_path, n=1, timeout=0.3).proc.wait(timeout=30) != 0
     finally:
-        gpus.release_device()
+        os.close(gpus._claim[0])  # what the job's exit does: the library has no release of its own
         os.environ.pop("CUDA_VISIBLE_DEVICES", None)
     assert jobs(tmp_path, n=1, timeout=20).device() == "0"

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from conftest import ROOT
 from l2ood import config as C
-from l2ood import ondisk, results
+from l2ood import invocation, ondisk, results
 
 
 @pytest.fixture
@@ -15,9 +15,11 @@ def config():
     return yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
-def test_touch_is_recognised_among_other_flags():
-    assert ondisk.touching(["snakemake", "--touch"]) and ondisk.touching(["snakemake", "-nt", "--cores", "1"])
-    assert not ondisk.touching(["snakemake", "-n", "--cores", "1", "--config", "threads={train: 1}"])
+def test_touch_and_dry_run_are_recognised_among_other_flags():
+    assert invocation.touching(["snakemake", "--touch"]) and invocation.touching(["snakemake", "-nt", "--cores", "1"])
+    assert not invocation.touching(["snakemake", "-n", "--cores", "1", "--config", "threads={train: 1}"])
+    assert invocation.dry_running(["snakemake", "-pn"]) and invocation.dry_running(["snakemake", "--dry-run"])
+    assert not invocation.dry_running(["snakemake", "--cores", "1", "--configfile", "n.yaml", "--touch"])
 
 
 def test_the_graph_knows_what_each_result_is_built_from(config):
@@ -130,3 +132,25 @@ def test_the_check_of_the_whole_paper_is_quick(config, tmp_path, monkeypatch):
     start = time.perf_counter()
     assert ondisk.problems(config, lambda kind, wildcards: {}) == []
     assert time.perf_counter() - start < 3.0
+
+
+def test_a_prepared_splits_params_are_read_from_its_one_record(config, tmp_path, monkeypatch):
+    """Issue 21: a split had two records of the same values ({split}.json and .{split}.npz.params.json);
+    the check of copied files now reads {split}.json's."""
+    from l2ood.data import write_record
+
+    monkeypatch.chdir(tmp_path)
+    split = ondisk.prepared_file("digits-id", "train")
+    ondisk.Path(split).parent.mkdir(parents=True)
+    ondisk.Path(split).write_bytes(b"images")
+    write_record(split, {**C.prepare_spec(config, "digits-id"), "seed": 3}, {})
+    nodes = ondisk.graph(config)
+
+    def expected(kind, wildcards):
+        return {"spec": C.prepare_spec(config, wildcards["dataset"]), "md5": {}}
+
+    found = [text for text, _ in ondisk.stale_params(nodes, expected)]
+    assert len(found) == 1 and f"{split} was made with other settings" in found[0], found
+    assert "spec.seed: recorded 3, now 0" in found[0] and not ondisk.params_record(split).exists()
+    ondisk.Path(ondisk.record_of(split)).unlink()  # a declared output of prepare: Snakemake makes the split again
+    assert ondisk.stale_params(nodes, expected) == []

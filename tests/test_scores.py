@@ -25,12 +25,12 @@ def test_hand_computed_scores():
         "fc_bias": np.zeros(2),
         "head": np.array("nol2"),
     }
-    assert S.feature_norm(out)[0] == 2.0
-    assert S.max_logit_raw(out)[0] == S.max_logit_head(out)[0] == pytest.approx(np.log(3))
+    assert S.SCORES["feature_norm"](out)[0] == 2.0
+    assert S.SCORES["max_logit_raw"](out)[0] == S.SCORES["max_logit_head"](out)[0] == pytest.approx(np.log(3))
     assert S.max_softmax(out["logits"])[0] == pytest.approx(0.75)  # e^0 = 1, e^log3 = 3 -> 3/4
-    assert S.msp(out)[0] == pytest.approx(np.log(0.75 / 0.25))  # its log-odds
-    assert S.energy(out)[0] == pytest.approx(np.log(4))
-    assert S.logit_norm_raw(out)[0] == S.logit_norm_head(out)[0] == pytest.approx(np.log(3))
+    assert S.SCORES["msp"](out)[0] == pytest.approx(np.log(0.75 / 0.25))  # its log-odds
+    assert S.SCORES["energy"](out)[0] == pytest.approx(np.log(4))
+    assert S.SCORES["logit_norm_raw"](out)[0] == S.SCORES["logit_norm_head"](out)[0] == pytest.approx(np.log(3))
 
 
 @pytest.mark.parametrize("head", ["l2", "nol2"])
@@ -43,9 +43,9 @@ def test_raw_logits_are_wz_plus_b(head):
         _, z = model(x)
         expected = model.fc(z).numpy()  # the classifier on the raw feature
     np.testing.assert_allclose(S.raw_logits(out), expected, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(S.logit_norm_raw(out), np.linalg.norm(expected, axis=1), rtol=1e-4)
-    np.testing.assert_allclose(S.max_logit_raw(out), expected.max(1), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(S.logit_norm_head(out), np.linalg.norm(out["logits"], axis=1), rtol=1e-6)
+    np.testing.assert_allclose(S.SCORES["logit_norm_raw"](out), np.linalg.norm(expected, axis=1), rtol=1e-4)
+    np.testing.assert_allclose(S.SCORES["max_logit_raw"](out), expected.max(1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(S.SCORES["logit_norm_head"](out), np.linalg.norm(out["logits"], axis=1), rtol=1e-6)
     # scale 1 reproduces the softmax of the raw logits; a huge scale leaves only the bias
     logodds = lambda p: np.log(p / (1 - p))
     np.testing.assert_allclose(S.scaled_msp(out, 1.0), logodds(S.max_softmax(expected)), rtol=1e-5)
@@ -82,10 +82,10 @@ def test_table3_logits_of_an_l2_model_carry_the_feature_norm():
     z = np.array([[3.0, 4.0], [30.0, 40.0]])  # same direction, norms 5 and 50
     head = z / np.linalg.norm(z, axis=1, keepdims=True) @ w.T
     out = {"feature_norm": np.linalg.norm(z, axis=1), "logits": head, "fc_bias": np.zeros(2), "head": np.array("l2")}
-    np.testing.assert_allclose(S.logit_norm_raw(out), [5.0, 50.0])
-    np.testing.assert_allclose(S.max_logit_raw(out), [4.0, 40.0])
-    np.testing.assert_allclose(S.logit_norm_head(out), [1.0, 1.0])
-    np.testing.assert_allclose(S.max_logit_head(out), [0.8, 0.8])
+    np.testing.assert_allclose(S.SCORES["logit_norm_raw"](out), [5.0, 50.0])
+    np.testing.assert_allclose(S.SCORES["max_logit_raw"](out), [4.0, 40.0])
+    np.testing.assert_allclose(S.SCORES["logit_norm_head"](out), [1.0, 1.0])
+    np.testing.assert_allclose(S.SCORES["max_logit_head"](out), [0.8, 0.8])
 
 
 @pytest.mark.parametrize("gap", [40.0, 100.0, 1000.0])
@@ -94,7 +94,7 @@ def test_msp_does_not_saturate(gap):
     logits = np.array([[gap + d, 0.0, -1.0] for d in (0.0, 1.0, 2.0)])
     assert (S.max_softmax(logits) == 1.0).all()  # the tie the log-odds form avoids
     out = {"feature_norm": np.ones(3), "logits": logits, "fc_bias": np.zeros(3), "head": np.array("nol2")}
-    m = S.msp(out)
+    m = S.SCORES["msp"](out)
     assert np.isfinite(m).all() and (np.diff(m) > 0).all()  # strictly ordered as the gaps
     # by hand: -log(e^-g + e^-(g+1)) = g - log(1 + e^-1) for the top-two gap g
     np.testing.assert_allclose(m, gap + np.arange(3) - np.log1p(np.exp(-1.0)), rtol=1e-12)
@@ -107,8 +107,9 @@ def test_msp_is_a_strictly_increasing_function_of_the_probability():
     logits = rng.normal(0, 3, size=(200, 10))
     out = {"feature_norm": np.ones(200), "logits": logits, "fc_bias": np.zeros(10), "head": np.array("nol2")}
     p = S.max_softmax(logits)
-    np.testing.assert_allclose(S.msp(out), np.log(p / (1 - p)), rtol=1e-9, atol=1e-9)  # independent: via probabilities
-    assert (np.argsort(S.msp(out)) == np.argsort(p)).all()
+    msp = S.SCORES["msp"](out)
+    np.testing.assert_allclose(msp, np.log(p / (1 - p)), rtol=1e-9, atol=1e-9)  # independent: via probabilities
+    assert (np.argsort(msp) == np.argsort(p)).all()
 
 
 def test_one_name_per_score_across_scores_and_detectors():
@@ -134,3 +135,24 @@ def test_one_name_per_score_across_scores_and_detectors():
     # two labels never name the same numbers either (the suffix is what tells them apart)
     for a, b_ in [(a, b_) for a in named for b_ in named if a < b_]:
         assert not np.allclose(named[a], named[b_]), (a, b_)
+
+
+def test_scores_are_the_detectors_functions(monkeypatch):
+    """One registry: each per-image score calls its detector's ``of`` (the one place the score is written),
+    so changing the detector changes the score; before, scores.py wrote MSP, energy, ... a second time."""
+    from l2ood.detectors import DETECTORS, OnePass
+
+    out = {
+        "feature_norm": np.array([2.0]),
+        "logits": np.array([[0.0, 1.0]]),
+        "fc_bias": np.zeros(2),
+        "head": np.array("nol2"),
+    }
+    for name, score in S.SCORES.items():
+        assert issubclass(DETECTORS[score.detector], OnePass), name
+        assert S.LABELS[name] == score.label
+        monkeypatch.setattr(DETECTORS[score.detector], "of", lambda self, norm, logits: np.full(len(norm), -7.0))
+        assert S.SCORES[name](out)[0] == -7.0, name
+        monkeypatch.undo()
+    monkeypatch.setattr(DETECTORS["msp"], "of", lambda self, norm, logits: np.full(len(norm), -7.0))
+    assert S.scaled_msp(out, 10.0)[0] == -7.0

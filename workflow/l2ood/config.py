@@ -16,6 +16,7 @@ from .config_runs import (  # noqa: F401
     NUMERIC_ENGINE_OPTIONS,
     RECIPE_PROSE,
     RUN_DEFAULTS,
+    SOURCE_KEY,
     ConfigError,
     engine_numerics,
     params_differences,

@@ -5,7 +5,7 @@ and sets each run is evaluated on; OoD sets at the resolution of the run's model
 """
 
 from .code import model_signatures
-from .config_runs import ConfigError, run_seeds
+from .config_runs import SOURCE_KEY, ConfigError, run_seeds
 from .config_studies import FIGURE_READS, detector_specs
 from .specs import named_scores, ood_columns, spec_datasets, spec_runs
 
@@ -22,8 +22,12 @@ def check(config: dict) -> None:
         for key in ("like", "of"):
             if key in spec and spec[key] not in ds:
                 errors.append(f"datasets.{name}.{key}: unknown data set {spec[key]!r}")
-        if spec["kind"] in ("gaussian", "scrambled", "resize") and not ({"like", "of"} & set(spec)):
-            errors.append(f"datasets.{name}: kind {spec['kind']!r} needs 'of' (or 'like' for gaussian)")
+        source = SOURCE_KEY.get(spec["kind"])
+        for key in sorted({"like", "of"} & set(spec) - {source}):  # the prepare rule reads only `source`
+            errors.append(f"datasets.{name}.{key}: kind {spec['kind']!r} takes no {key!r}; write {source!r} instead"
+                          if source else f"datasets.{name}.{key}: kind {spec['kind']!r} is made from no other set; remove {key!r}")  # fmt: skip
+        if source and source not in spec and not ({"like", "of"} & set(spec)):
+            errors.append(f"datasets.{name}: kind {spec['kind']!r} needs {source!r} (the data set it is made from)")
         if spec["kind"] in ("image_folder", "npz") and "test" not in spec:
             errors.append(f"datasets.{name}: kind {spec['kind']!r} needs 'test' (its test split's folder or file; docs/own.md)")
         if spec["kind"] == "digits" and "classes" not in spec:

@@ -29,6 +29,9 @@ RECIPE_PROSE = ("source",)
 #: a data set's keys that preparing it does not read: its label, and what training reads
 NOT_PREPARE = ("label", "num_classes", "normalize")
 
+#: the key naming the prepared set a derived data set is made from (Gaussian noise: only its count and size)
+SOURCE_KEY = {"gaussian": "like", "scrambled": "of", "resize": "of"}
+
 
 #: engine options that change the numbers training computes: part of the train rule's params
 NUMERIC_ENGINE_OPTIONS = ("device", "amp", "tf32", "compile", "compile_mode", "channels_last", "deterministic")

@@ -80,7 +80,7 @@ def digits_splits(classes, test_fraction: float, seed: int) -> dict[str, tuple[n
 # --- synthetic OoD sets (the paper's Figure 5) -----------------------------------------------
 
 
-def gaussian_noise(n: int, height: int, width: int, seed: int, mean: float = 127.5, std: float = 63.75) -> np.ndarray:
+def gaussian_noise(n: int, height: int, width: int, seed: int, mean: float, std: float) -> np.ndarray:
     """``n`` images of i.i.d. Gaussian pixels N(mean, std^2), rounded and clipped to 0..255.
 
     Same arguments, same bytes (numpy's PCG64 generator seeded with ``seed``).
@@ -142,6 +142,8 @@ def prepare_raw(kind: str, paths, split: str, out_path, size: int | None = None,
 # --- one entry point for the prepare rule ----------------------------------------------------
 
 GENERATED_KINDS = ("digits", "gaussian", "scrambled", "resize")
+#: the values a data set's spec may leave out (config.yaml states them for the paper's sets)
+DEFAULTS = {"seed": 0, "test_fraction": 0, "mean": 127.5, "std": 63.75}
 
 
 def prepare(spec: dict, split: str, out, inputs=(), md5=None) -> None:
@@ -152,9 +154,9 @@ def prepare(spec: dict, split: str, out, inputs=(), md5=None) -> None:
     ``download.md5``). Synthetic OoD sets (gaussian, scrambled) have only a ``test`` split; their
     labels are -1 (gaussian) or the source images' labels (scrambled).
     """
-    kind = spec["kind"]
+    kind, spec = spec["kind"], {**DEFAULTS, **spec}
     if kind == "digits":
-        splits = digits_splits(spec["classes"], spec.get("test_fraction", 0), spec.get("seed", 0))
+        splits = digits_splits(spec["classes"], spec["test_fraction"], spec["seed"])
         if split not in splits:
             raise ValueError(f"digits set with test_fraction 0 is an OoD set: it has only a test split, not {split!r}")
         save_split(out, *splits[split])
@@ -164,10 +166,10 @@ def prepare(spec: dict, split: str, out, inputs=(), md5=None) -> None:
         ref_images, ref_labels = load_split(inputs[0])
         if kind == "gaussian":
             n, h, w = ref_images.shape[:3]
-            noise = gaussian_noise(n, h, w, spec.get("seed", 0), spec.get("mean", 127.5), spec.get("std", 63.75))
+            noise = gaussian_noise(n, h, w, spec["seed"], spec["mean"], spec["std"])
             save_split(out, noise, np.full(n, -1, dtype=np.int64))
         else:
-            save_split(out, scramble_pixels(ref_images, spec.get("seed", 0)), ref_labels)
+            save_split(out, scramble_pixels(ref_images, spec["seed"]), ref_labels)
     elif kind == "resize":
         images, labels = load_split(inputs[0])
         save_split(out, resize_images(images, spec["image_size"]), labels)

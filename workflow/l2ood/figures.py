@@ -355,14 +355,16 @@ DETECTOR_METRICS = {"auroc": ("AUROC (%)", 50.0), "fpr95": ("FPR95 (%, ID positi
 
 
 def detectors(spec: dict):
-    """Every post-hoc detector, No L2 and L2 side by side: a row of panels per row's pair of runs, a
-    column per OoD set (one y-range per column, so a set's panels compare), a dot per seed, a bar at
-    the mean, a dashed line at chance (AUROC 50, FPR95 95); "*" above a detector whose L2 - No L2
-    interval (l2ood.stats.diff_ci) excludes 0. ``metric``: auroc (default), fpr95 or fpr95_ood_positive."""
+    """Every post-hoc detector, No L2 and L2 side by side, grouped by family (``Detector.family``, in the
+    order of ``l2ood.detectors.FAMILIES``): a column per OoD set (one x-range per column, so a set's
+    panels compare), a row of panels per family and row's pair of runs, a detector per line with a dot
+    per seed and a bar at the mean, a dashed line at chance (AUROC 50, FPR95 95); "*" right of a detector
+    whose L2 - No L2 interval (l2ood.stats.diff_ci) excludes 0. Detectors run down the page so that two
+    dozen stay readable. ``metric``: auroc (default), fpr95 or fpr95_ood_positive."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from .detectors import DETECTORS
+    from .detectors import DETECTORS, by_family
     from .evaluate_detectors import detector_label
     from .stats import diff_ci
     from .specs import ood_columns
@@ -370,51 +372,57 @@ def detectors(spec: dict):
     metric = spec.get("metric", "auroc")
     if metric not in DETECTOR_METRICS:
         raise ValueError(f"detectors figure: metric must be one of {sorted(DETECTOR_METRICS)}, got {metric!r}")
-    ylabel, chance = DETECTOR_METRICS[metric]
+    label, chance = DETECTOR_METRICS[metric]
     m = load_seeds(spec["metrics"])  # each file checked (l2ood.results)
     logits = spec.get("logits", "raw")
     m = m[m.logits == logits]
-    names = spec.get("detectors") or [d for d in DETECTORS if d in set(m.detector)]
+    families = by_family(spec.get("detectors") or [d for d in DETECTORS if d in set(m.detector)])
     oods = ood_columns(spec)
     rows = spec["rows"]
-    width = max(4.5, 0.45 * len(names) + 1.2)
-    fig, axes = plt.subplots(len(rows), len(oods), figsize=(width * len(oods), 3.6 * len(rows)), squeeze=False,
-                             sharey="col", layout="constrained")  # fmt: skip
-    rng = np.random.default_rng(0)  # the dots' horizontal jitter only
-    x = np.arange(len(names))
-    for r, pair in enumerate(rows):
+    panels = [(k, pair, family, names) for k, pair in enumerate(rows) for family, names in families]
+    n_lines = sum(len(names) for *_, names in panels)
+    size = (1.6 + 3.2 * len(oods), 1.0 + 0.3 * n_lines + 0.35 * len(panels))  # inches: ~0.3 a detector
+    heights = [len(names) + 0.6 for *_, names in panels]  # a detector's line equally tall in every family
+    fig, axes = plt.subplots(len(panels), len(oods), figsize=size, squeeze=False, sharex="col", sharey="row",
+                             layout="constrained", height_ratios=heights)  # fmt: skip
+    rng = np.random.default_rng(0)  # the dots' vertical jitter only
+    for r, (k, pair, family, names) in enumerate(panels):
+        y = np.arange(len(names))
         for i, (key, ds) in enumerate(oods):
             ax = axes[r, i]
-            ax.axhline(chance, color="black", lw=0.8, ls="--", alpha=0.7)
-            tops = []
-            for h, dx in zip(("nol2", "l2"), (-0.2, 0.2)):
+            ax.axvline(chance, color="black", lw=0.8, ls="--", alpha=0.7)
+            tops = {}
+            for h, dy in zip(("nol2", "l2"), (-0.18, 0.18)):
                 colour = _for_head(HEAD_COLORS, h)
                 for j, name in enumerate(names):
                     v = 100 * m[(m.run == pair[h]) & (m.detector == name) & (m.ood == ds)][metric].to_numpy()
                     if not len(v):
                         continue
-                    ax.scatter(j + dx + rng.uniform(-0.06, 0.06, len(v)), v, s=10, color=colour, alpha=0.6, lw=0)
-                    ax.hlines(v.mean(), j + dx - 0.15, j + dx + 0.15, color=colour, lw=2.5)
-                    tops.append((j, v.max()))
+                    ax.scatter(v, j + dy + rng.uniform(-0.05, 0.05, len(v)), s=10, color=colour, alpha=0.6, lw=0)
+                    ax.vlines(v.mean(), j + dy - 0.14, j + dy + 0.14, color=colour, lw=2.5)
+                    tops[j] = max(tops.get(j, -np.inf), v.max())
             for j, name in enumerate(names):
                 sel = {h: m[(m.run == pair[h]) & (m.detector == name) & (m.ood == ds)][metric] for h in ("l2", "nol2")}
                 if sel["l2"].empty or sel["nol2"].empty or not diff_ci(sel["l2"], sel["nol2"]).excludes_zero:
                     continue
-                top = max(v for k, v in tops if k == j)
-                ax.annotate("*", (j, top), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=12)
-            ax.set_xticks(x, [detector_label(n, logits) for n in names], rotation=40, ha="right")
-            ax.set_xlim(-0.6, len(names) - 0.4)
-            ax.set_ylabel(ylabel)
-            title = spec["labels"].get(ds, ds)
-            ax.set_title(title if len(rows) == 1 else f"{pair['label']}: {title}")
-            ax.grid(axis="y", alpha=0.3)
-            ax.margins(y=0.12)
+                ax.annotate("*", (tops[j], j), xytext=(3, 0), textcoords="offset points", va="center", fontsize=11)
+            ax.set_yticks(y, [detector_label(n, logits) for n in names])
+            ax.set_ylim(len(names) - 0.5, -0.5)  # the first detector on top
+            if i == 0:
+                ax.set_ylabel(family, fontweight="bold")
+            if r == 0 or panels[r - 1][0] != k:  # the first family of a pair: the set's title
+                title = spec["labels"].get(ds, ds)
+                ax.set_title(title if len(rows) == 1 else f"{pair['label']}: {title}")
+            if r == len(panels) - 1:
+                ax.set_xlabel(label)
+            ax.grid(axis="x", alpha=0.3)
+            ax.margins(x=0.08)
     n_seeds = m.groupby("run").seed.nunique()
     handles = [Patch(color=_for_head(HEAD_COLORS, h), label=f"{HEADS[h]} ({n_seeds.get(rows[0][h], 0)} seeds)")
                for h in ("nol2", "l2")]  # fmt: skip
     handles.append(Line2D([], [], color="black", lw=0.8, ls="--", label=f"chance ({chance:g})"))
     handles.append(Patch(color="none", label="dot: one seed, bar: mean;  *: 95% interval of L2 - No L2 excludes 0"))
-    fig.legend(handles=handles, loc="outside upper center", ncols=4, frameon=False)
+    fig.legend(handles=handles, loc="outside upper center", ncols=4 if len(oods) > 2 else 2, frameon=False)
     return fig
 
 

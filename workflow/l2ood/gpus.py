@@ -176,10 +176,3 @@ def claim_device(
             warned = time.monotonic()
         time.sleep(poll_s)
 
-
-def release_device() -> None:
-    """Give the claim back before exit (exit does it anyway); ``CUDA_VISIBLE_DEVICES`` stays."""
-    global _claim
-    if _claim is not None:
-        os.close(_claim[0])
-        _claim = None

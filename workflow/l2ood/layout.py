@@ -15,6 +15,13 @@ CHECKPOINT = "checkpoint.pt"  # not declared: Snakemake deletes a failed job's d
 OUTPUTS_DIR = "outputs"  # inference writes one {dataset}.npz per test set in here
 METRICS = "metrics.csv"
 
+# --- a study's files (rules/evaluate, tables and figures.smk declare them; l2ood.ondisk checks them) ---
+STUDY_DIR = "results/{study}"
+TABLE_FORMATS = ("html", "csv", "md", "tex")  # the table job writes all four
+FIGURE_FORMATS = ("png", "pdf")
+COMPARISON = "paper_vs_reproduced"  # the paper's numbers beside ours: a table of that name would clash
+COMPARISON_FORMATS = ("csv", "md")
+
 #: the two heads: code name -> printed name
 HEADS = {"l2": "L2", "nol2": "No L2"}
 
@@ -39,6 +46,21 @@ def record_of(split_path: str) -> str:
 def run_file(run: str, seed: int, name: str) -> str:
     """``results/runs/{run}/seed{seed}/{name}``."""
     return f"{RUN_DIR.format(run=run, seed=seed)}/{name}"
+
+
+def study_file(study: str, name: str) -> str:
+    """``results/{study}/{name}``: ``metrics.csv``, ``tables/...``, ``figures/...``, ``report.html``."""
+    return f"{STUDY_DIR.format(study=study)}/{name}"
+
+
+def table_file(study: str, table: str, ext: str) -> str:
+    """``results/{study}/tables/{table}.{ext}`` (the comparison's too: ``table`` = ``COMPARISON``)."""
+    return study_file(study, f"tables/{table}.{ext}")
+
+
+def figure_file(study: str, figure: str, ext: str) -> str:
+    """``results/{study}/figures/{figure}.{ext}``."""
+    return study_file(study, f"figures/{figure}.{ext}")
 
 
 def outputs_file(dataset: str) -> str:

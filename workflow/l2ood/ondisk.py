@@ -14,7 +14,6 @@ PyYAML and ``l2ood.config`` only: no Snakemake, no torch (this runs at every sta
 """
 
 import json
-import re
 import zipfile
 from base64 import urlsafe_b64encode
 from dataclasses import dataclass, field
@@ -24,17 +23,9 @@ import yaml
 
 from . import config as cfglib
 from .fileio import atomic_path
-from .layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, prepared_file, prepared_record, run_file
-
-#: invocations that build nothing: what is on disk is not checked for them (an --unlock must work)
-MAINTENANCE = {"--unlock", "--cleanup-metadata", "--cm", "--lint", "--delete-all-output", "--delete-temp-output"}
-
-
-def touching(argv: list[str]) -> bool:
-    """``--touch`` (``-t``, alone or among other one-letter flags): outputs are marked current
-    without running anything, so Snakemake's records cannot stand in for a check."""
-    return any(a == "--touch" or re.fullmatch(r"-[A-Za-z]*t[A-Za-z]*", a) for a in argv)
-
+from .layout import COMPARISON, COMPARISON_FORMATS, DETECTOR_METRICS, FEATURES_DIR, FIGURE_FORMATS, METRICS, OUTPUTS_DIR
+from .layout import STUDY_DIR, TABLE_FORMATS, TRAIN_OUTPUTS, figure_file, prepared_file, prepared_record, record_of
+from .layout import run_file, study_file, table_file
 
 # --- Snakemake's records (its default file persistence, snakemake/persistence.py) ---------------
 
@@ -168,24 +159,23 @@ def graph(config: dict, prepare_inputs=lambda dataset, split: []) -> dict[str, N
                 add("features", [run_file(run, seed, FEATURES_DIR)], [model, *read], **w)
                 add("detectors", [run_file(run, seed, DETECTOR_METRICS)], [run_file(run, seed, FEATURES_DIR)], **w)
     for study in config["studies"]:
-        root = f"results/{study}"
         try:
             files = [run_file(r, s, METRICS) for r in cfglib.study_runs(config, study) for s in cfglib.seeds(config, r)]
-            add("study_metrics", [f"{root}/metrics.csv"], files, study=study)
+            add("study_metrics", [study_file(study, METRICS)], files, study=study)
         except cfglib.ConfigError:
             pass
         compared = []
         for group, name, resolved in _study_items(config, study):
             if group == "tables":
-                files = [f"{root}/tables/{name}.{ext}" for ext in ("html", "csv", "md", "tex")]
+                files = [table_file(study, name, ext) for ext in TABLE_FORMATS]
                 add("table", files, cfglib.table_files(resolved), study=study, table=name)
                 if not cfglib.reads_detectors("tables", resolved):
-                    compared.append(files[1])
+                    compared.append(table_file(study, name, "csv"))
             else:
-                files = [f"{root}/figures/{name}.{ext}" for ext in ("png", "pdf")]
+                files = [figure_file(study, name, ext) for ext in FIGURE_FORMATS]
                 add("figure", files, cfglib.figure_files(resolved), study=study, figure=name)
         if "paper_numbers" in config["studies"][study]:
-            files = [f"{root}/tables/paper_vs_reproduced.{ext}" for ext in ("csv", "md")]
+            files = [table_file(study, COMPARISON, ext) for ext in COMPARISON_FORMATS]
             add("paper_vs_reproduced", files, compared, study=study)
     by_file = {f: n for n in nodes.values() for f in n.files}
     for node in nodes.values():
@@ -219,7 +209,7 @@ def fix(nodes: list[Node]) -> str:
     a study's results folder when any of its results go; a prepared split or an evaluation is removed
     (made again from the downloads or the outputs in seconds to minutes)."""
     runs = {n.path.rsplit("/", 1)[0] for n in nodes if n.kind == "train"}
-    studies = {f"results/{n.wildcards['study']}" for n in nodes if "study" in n.wildcards}
+    studies = {STUDY_DIR.format(study=n.wildcards["study"]) for n in nodes if "study" in n.wildcards}
     removed = []
     for n in nodes:
         if n.kind in ("train", "table", "figure", "study_metrics", "paper_vs_reproduced"):
@@ -356,14 +346,17 @@ def stale_params(nodes: dict[str, Node], expected, trust_records: bool = True) -
             continue
         if trust_records and snakemake_record("metadata", node.path).exists():
             continue
-        record = params_record(node.path)
+        # a prepared split's params are in its record, {split}.json (l2ood.data.write_record)
+        record = Path(record_of(node.path)) if node.kind == "prepare" else params_record(node.path)
         try:
             recorded = json.loads(record.read_text())
+            if node.kind == "prepare":
+                recorded = {"spec": recorded["prepare"], "md5": recorded["raw_md5"]}
         except FileNotFoundError:
-            if snakemake_record("metadata", node.path).exists():
-                continue  # made before params records existed; Snakemake's record covers it
+            if node.kind == "prepare" or snakemake_record("metadata", node.path).exists():
+                continue  # the record is the prepare job's output: it runs again; or Snakemake's record covers it
             diffs = [f"no record of the settings it was made with ({record} is missing)"]
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, KeyError, TypeError) as err:
             diffs = [f"{record} cannot be read ({err})"]
         else:
             now = plain(expected(node.kind, node.wildcards))

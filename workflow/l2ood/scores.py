@@ -15,11 +15,17 @@ log(p / (1 - p)) = -logsumexp_{j != top}(l_j - l_top): a strictly increasing fun
 probability (so AUROC and FPR95 are those of the probability wherever it has no ties) that
 stays finite and distinct where the probability has rounded to exactly 1.0 (a logit gap above
 ~37 in float64). MSP and energy read the head's logits, the model's own predictions.
+
+The registry ``SCORES`` names each score by the detector it is (``l2ood.detectors``) and the logits it
+reads: the function (``OnePass.of``) and the printed name (``l2ood.detectors.label``) are the
+detector's, so a score and a detector of the same label are the same numbers.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
-from .detectors import label, logsumexp, msp_log_odds
+from .detectors import DETECTORS, OnePass, label
 from .layout import HEADS
 
 
@@ -64,61 +70,48 @@ def scaled_logits(out: dict, scale: float) -> np.ndarray:
     return (raw_logits(out) - bias) / scale + bias
 
 
-def logit_norm_raw(out: dict) -> np.ndarray:
-    """||W z + b||: Table 3's "Norm - Logits"."""
-    return np.linalg.norm(raw_logits(out), axis=1)
+#: which logits a score reads (the keys of ``l2ood.detectors.LOGITS_LABELS``) -> those logits of outputs
+LOGITS = {"head": head_logits, "raw": raw_logits}
 
 
-def logit_norm_head(out: dict) -> np.ndarray:
-    """||head logits||; for an L2 model ||W z/||z|| + b||, which carries no feature magnitude."""
-    return np.linalg.norm(head_logits(out), axis=1)
+@dataclass(frozen=True)
+class Score:
+    """The one-pass detector ``detector`` (a ``OnePass`` of ``DETECTORS``) on the ``logits`` of the outputs."""
+
+    detector: str
+    logits: str = "head"
+
+    def __post_init__(self):
+        if not issubclass(DETECTORS[self.detector], OnePass):
+            raise TypeError(f"{self.detector} needs the features, not one pass's outputs: it is no score")
+
+    @property
+    def label(self) -> str:
+        return label(self.detector, self.logits)
+
+    def __call__(self, out: dict) -> np.ndarray:
+        return DETECTORS[self.detector]().of(feature_norm(out), LOGITS[self.logits](out))
 
 
-def max_logit_raw(out: dict) -> np.ndarray:
-    """max_c (W z + b)_c: Table 3's "MaxLogit"."""
-    return raw_logits(out).max(axis=1)
-
-
-def max_logit_head(out: dict) -> np.ndarray:
-    """max_c of the head's logits."""
-    return head_logits(out).max(axis=1)
-
-
-def msp(out: dict) -> np.ndarray:
-    """Maximum softmax probability of the model's own logits, as its log-odds (see the module)."""
-    return msp_log_odds(head_logits(out))
-
-
-def energy(out: dict) -> np.ndarray:
-    """Negative energy, logsumexp of the model's own logits (Liu et al. 2020, temperature 1)."""
-    return logsumexp(head_logits(out))
+#: name -> per-image score of the outputs (``Score(out)``); the scores every evaluation computes. Table 3's
+#: "Norm - Logits" and "MaxLogit" read the raw logits W z + b.
+SCORES = {
+    "feature_norm": Score("feature_norm"),
+    "logit_norm_raw": Score("logit_norm", "raw"),
+    "logit_norm_head": Score("logit_norm", "head"),
+    "max_logit_raw": Score("max_logit", "raw"),
+    "max_logit_head": Score("max_logit", "head"),
+    "msp": Score("msp", "head"),
+    "energy": Score("energy", "head"),
+}
 
 
 def scaled_msp(out: dict, scale: float) -> np.ndarray:
     """Table 2's "scaled softmax": the MSP of W (z / scale) + b, as its log-odds."""
-    return msp_log_odds(scaled_logits(out, scale))
+    return DETECTORS["msp"]().of(feature_norm(out), scaled_logits(out, scale))
 
-
-#: name -> f(outputs) -> per-image score; the scores every evaluation computes.
-SCORES = {
-    "feature_norm": feature_norm,
-    "logit_norm_raw": logit_norm_raw,
-    "logit_norm_head": logit_norm_head,
-    "max_logit_raw": max_logit_raw,
-    "max_logit_head": max_logit_head,
-    "msp": msp,
-    "energy": energy,
-}
 
 #: score -> printed name, by the one naming rule of ``l2ood.detectors.label``: "MSP" is the head's own
 #: logits' MSP in every table, a "(Wz+b)" name reads W z + b.
-LABELS = {
-    "feature_norm": label("feature_norm"),
-    "logit_norm_raw": label("logit_norm", "raw"),
-    "logit_norm_head": label("logit_norm", "head"),
-    "max_logit_raw": label("max_logit", "raw"),
-    "max_logit_head": label("max_logit", "head"),
-    "msp": label("msp", "head"),
-    "energy": label("energy", "head"),
-    "scaled_msp": "Scaled softmax",  # W (z / scale) + b: a logits of its own, named by the scale
-}
+LABELS = {name: score.label for name, score in SCORES.items()}
+LABELS["scaled_msp"] = "Scaled softmax"  # W (z / scale) + b: a logits of its own, named by the scale

@@ -373,13 +373,21 @@ def load_detector_metrics(spec: dict) -> pd.DataFrame:
 
 
 def _detectors(spec: dict, m: pd.DataFrame) -> list[str]:
-    from .detectors import DETECTORS
+    """The table's detectors, grouped by family (l2ood.detectors.by_family), each family in the given order."""
+    from .detectors import DETECTORS, by_family
 
     names = spec.get("detectors") or [d for d in DETECTORS if d in set(m.score)]
     unknown = [d for d in names if d not in DETECTORS]
     if unknown:
         raise ValueError(f"unknown detectors {unknown}; known: {sorted(DETECTORS)}")
-    return names
+    return [name for _, members in by_family(names) for name in members]
+
+
+def _family(name: str) -> str:
+    """The detector's family (``Detector.family``), the column after its name."""
+    from .detectors import DETECTORS
+
+    return DETECTORS[name].family
 
 
 def _detector_label(name: str, spec: dict) -> str:
@@ -442,7 +450,7 @@ def detectors(spec: dict) -> Table:
         for pair in spec["rows"]:
             for name in names:
                 label = _row_label(spec, pair, name)
-                line = [label]
+                line = [label, _family(name)]
                 for key, ds in oods:
                     per_head = {h: cells.select(pair[h], name, ds) for h in HEAD_ORDER}
                     for h in HEAD_ORDER:
@@ -451,8 +459,8 @@ def detectors(spec: dict) -> Table:
                     line.append(_diff(cells, label, f"{key}/diff", metric, per_head["l2"][metric],
                                       per_head["nol2"][metric], score=name, ood=ds))  # fmt: skip
                 rows.append(line)
-        groups = [("Detector", 1)] + [(_label(spec, ds), 3) for _, ds in oods]
-        header = ["Detector"] + [HEADS["nol2"], HEADS["l2"], "L2 - No L2 [95% CI]"] * len(oods)
+        groups = [("Detector", 1), ("Family", 1)] + [(_label(spec, ds), 3) for _, ds in oods]
+        header = ["Detector", ""] + [HEADS["nol2"], HEADS["l2"], "L2 - No L2 [95% CI]"] * len(oods)
         sections.append((title, groups, header, rows))
     note = f"{_logits_note(spec)} {DIFF_NOTE}"
     return _sections(spec, cells, sections, note)
@@ -472,7 +480,7 @@ def openood(spec: dict) -> Table:
             for name in names:
                 base = _row_label(spec, pair, name)
                 avg = {}
-                lines = {h: [f"{base} ({HEADS[h]})"] for h in HEAD_ORDER}
+                lines = {h: [f"{base} ({HEADS[h]})", _family(name)] for h in HEAD_ORDER}
                 for h in HEAD_ORDER:
                     label = lines[h][0]
                     for group, sets in groups_of.items():
@@ -489,8 +497,8 @@ def openood(spec: dict) -> Table:
                 diffs = [_diff(cells, base, f"{g}/diff", metric, avg["l2", g], avg["nol2", g], score=name, ood=g)
                          for g in groups_of]  # fmt: skip
                 rows += [lines["nol2"] + ["", ""], lines["l2"] + diffs]
-        groups = [("Detector", 1)]
-        header = ["Detector"]
+        groups = [("Detector", 1), ("Family", 1)]
+        header = ["Detector", ""]
         for group, sets in groups_of.items():
             groups += [(_label(spec, ds), 1) for _, ds in sets] + [(f"{group.capitalize()} avg", 1)]
             header += [""] * (len(sets) + 1)

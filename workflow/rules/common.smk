@@ -1,17 +1,16 @@
 # Config -> targets: schema validation, wildcard constraints and every input function.
 # The logic lives in l2ood.config (unit-tested); these are the Snakemake-facing adapters.
 
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 
 from l2ood import code
 from l2ood import config as cfglib
-from l2ood import ondisk, plan, sources  # none imports torch: this runs at parse time on every node
+from l2ood import plan, sources  # none imports torch: this runs at parse time on every node
 from l2ood.layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
-from l2ood.layout import prepared_file, prepared_record
+from l2ood.layout import COMPARISON, COMPARISON_FORMATS, FIGURE_FORMATS, figure_file, prepared_file, prepared_record
+from l2ood.layout import study_file, table_file
 
 _schema = workflow.source_path("../schemas/config.schema.yaml")
 cfglib.coerce_command_line(config, _schema)  # --config gives text inside lists and mappings
@@ -44,7 +43,7 @@ def read_prepared(dataset, split):
     """What a job reading a prepared split declares: the split ancient() (a touch or a copy's new
     modification time reruns nothing; its content is pinned by the prepare job's params and its
     record's MD5), and its record as is, so that a prepare job that runs again (a changed data set)
-    reruns what reads it. A split deleted by hand is made again before the plan (restore_deleted_splits)."""
+    reruns what reads it. A split deleted by hand is made again before the plan (rules/ondisk.smk)."""
     return [ancient(prepared(dataset, split)), prepared_record(dataset, split)]
 
 
@@ -79,13 +78,10 @@ def study_spec(name):
 def prepare_source(dataset, split):
     """The prepared split a derived data set is made from, as (dataset, split); None for the others."""
     spec = dataset_spec(dataset)
-    if spec["kind"] == "gaussian" and "like" in spec:
-        return spec["like"], "test"
-    if spec["kind"] == "scrambled":
-        return spec["of"], "test"
-    if spec["kind"] == "resize":
-        return spec["of"], split
-    return None
+    key = cfglib.SOURCE_KEY.get(spec["kind"])
+    if key is None:
+        return None
+    return spec[key], split if spec["kind"] == "resize" else "test"  # the synthetic sets have a test split only
 
 
 def prepare_inputs(wildcards):
@@ -114,46 +110,6 @@ def raw_md5(dataset):
         return {}
     names = sources.files(kind, config["download"]["md5"])
     return {n: m for n, m in config["download"]["md5"].items() if n in names}
-
-
-def restore_deleted_splits():
-    """Make again, before the plan, each prepared split deleted by hand (the fix the truncated-split
-    check gives) whose record is still there with the current values. Planned as a prepare job, it
-    would rerun every job reading it, finished trainings included: Snakemake exempts an ancient()
-    input from its producer's rerun only if the file exists when it plans (snakemake/dag.py). The
-    same bytes as recorded: nothing reading it reruns. Other bytes: the record goes, and Snakemake
-    makes the split again and reruns what read it (l2ood.data.restore)."""
-    from l2ood.data import restore
-
-    seen = set()
-
-    def one(dataset, split):
-        path, source = Path(prepared(dataset, split)), prepare_source(dataset, split)
-        if (dataset, split) in seen or path.exists() or not Path(prepared_record(dataset, split)).exists():
-            return
-        seen.add((dataset, split))
-        kind = dataset_spec(dataset)["kind"]
-        if source:
-            one(*source)  # deleted too: made again first
-        inputs = sources.raw_files(kind, config["download"]["root"]) if kind in sources.RAW_KINDS else []
-        inputs = [prepared(*source)] if source else inputs
-        try:
-            same = restore(path, cfglib.prepare_spec(config, dataset), split, inputs, raw_md5(dataset))
-        except (OSError, ValueError) as err:  # its inputs are gone too: planned as any missing split
-            print(f"{path} was deleted and cannot be made again before the plan ({err})")
-            return
-        if same:
-            print(f"made {path} again (deleted; the bytes its record names): what was built from it is kept")
-        elif same is False:
-            print(f"made {path} again, with other bytes than its record names: it and what read it are redone")
-
-    for dataset in config["datasets"]:
-        for split in ("train", "test"):
-            one(dataset, split)
-
-
-if workflow.is_main_process and not ondisk.MAINTENANCE & set(sys.argv):  # in the process the user started only
-    restore_deleted_splits()
 
 
 # --- training and inference ------------------------------------------------------------------
@@ -283,12 +239,11 @@ def study_data(study):
 
 def study_targets(study):
     spec = study_spec(study)
-    root = f"results/{study}"
-    targets = [f"{root}/metrics.csv"]
-    targets += [f"{root}/tables/{t}.{ext}" for t in spec.get("tables", {}) for ext in ("csv", "md", "tex")]
-    targets += [f"{root}/figures/{f}.{ext}" for f in spec.get("figures", {}) for ext in ("png", "pdf")]
+    targets = [study_file(study, METRICS)]
+    targets += [table_file(study, t, ext) for t in spec.get("tables", {}) for ext in ("csv", "md", "tex")]
+    targets += [figure_file(study, f, ext) for f in spec.get("figures", {}) for ext in FIGURE_FORMATS]
     if "paper_numbers" in spec:
-        targets += [f"{root}/tables/paper_vs_reproduced.{ext}" for ext in ("csv", "md")]
+        targets += [table_file(study, COMPARISON, ext) for ext in COMPARISON_FORMATS]
     return targets
 
 
@@ -298,7 +253,7 @@ def compare_inputs(wildcards):
         raise WorkflowError(f"study {wildcards.study!r} has no 'paper_numbers' to compare with")
     # the paper's tables only: the detector tables go beyond the paper, there is nothing to compare them with
     names = [t for t, table in spec.get("tables", {}).items() if not cfglib.reads_detectors("tables", table)]
-    tables = [f"results/{wildcards.study}/tables/{t}.csv" for t in names]
+    tables = [table_file(wildcards.study, t, "csv") for t in names]
     return {"numbers": spec["paper_numbers"], "tables": tables}
 
 
@@ -343,42 +298,18 @@ def detectors_params(wildcards):
     }
 
 
-# --- what is on disk already: kept, or reported before any job runs ---------------------------
-# l2ood.ondisk says why (Snakemake keeps what it finds: copied results, a moved run's tables, a
-# truncated model) and holds the checks. At parse time, in the process the user started only: a
-# cluster job re-parses this file on its node while its own outputs are being replaced. (An input
-# function's error would not do: Snakemake drops a job whose input function fails and takes its
-# outputs, present, as they are.)
-
-
-def job_params(kind, wildcards):
-    """The params a job of kind (its rule's name) gets from this config, as the rules declare them;
-    compared with the params record the job wrote beside its output (l2ood.ondisk.stale_params)."""
-    w = SimpleNamespace(**wildcards)
-    if kind == "prepare":
-        return {"spec": prepare_params(w), "md5": prepare_md5(w)}
-    if kind in ("infer", "features"):
-        sets = infer_datasets(w) if kind == "infer" else features_sets(w)
-        return {"datasets" if kind == "infer" else "sets": sets, "code": infer_code(w)}
-    if kind in ("evaluate", "detectors"):
-        meta = evaluate_params(w) if kind == "evaluate" else detectors_params(w)
-        return {"meta": meta, "code": script_code(kind)}
-    if kind in ("table", "figure"):  # and the resolved spec, so that a difference names the key
-        resolved = study_item(w, f"{kind}s", getattr(w, kind))
-        return {"spec": cfglib.spec_digest(resolved), "code": script_code(kind), "resolved": resolved}
-    return {"code": script_code(kind)}  # study_metrics, paper_vs_reproduced
-
-
-if workflow.is_main_process and not ondisk.MAINTENANCE & set(sys.argv):
-    for _line in ondisk.keep_finished_training(config):
-        print(_line)
-    _problems = ondisk.problems(
-        config,
-        job_params,
-        touch=ondisk.touching(sys.argv),
-        prepare_inputs=lambda dataset, split: [
-            str(f) for f in prepare_inputs(SimpleNamespace(dataset=dataset, split=split)).values()
-        ],
-    )
-    if _problems:
-        raise WorkflowError("before any job runs:\n  {}".format("\n  ".join(_problems)))
+# --- each job's params, by rule: the one definition ------------------------------------------
+#: the rules declare their params from here (`params: **JOB_PARAMS["infer"]`), and rules/ondisk.smk
+#: compares the params record a job wrote beside its output with them (job_params): the two cannot drift
+JOB_PARAMS = {
+    "prepare": {"spec": prepare_params, "md5": prepare_md5},
+    "train": {"cfg": train_params, "engine": train_engine},
+    "infer": {"datasets": infer_datasets, "code": infer_code},
+    "features": {"sets": features_sets, "code": infer_code},
+    "evaluate": {"meta": evaluate_params, "code": script_code("evaluate")},
+    "detectors": {"meta": detectors_params, "code": script_code("detectors")},
+    "study_metrics": {"code": script_code("study_metrics")},
+    "table": {"spec": table_digest, "code": script_code("table")},
+    "figure": {"spec": figure_digest, "code": script_code("figure")},
+    "paper_vs_reproduced": {"code": script_code("paper_vs_reproduced")},
+}

@@ -18,8 +18,7 @@ rule features:
     resources:
         gpu=run_gpus,  # the run's GPU request, as infer
     params:
-        sets=features_sets,
-        code=infer_code,
+        **JOB_PARAMS["features"],
     script:
         "../scripts/features.py"
 
@@ -35,7 +34,6 @@ rule detectors:
         "../../envs/l2ood.yaml"
     threads: config["threads"]["detectors"]
     params:
-        meta=detectors_params,
-        code=script_code("detectors"),
+        **JOB_PARAMS["detectors"],
     script:
         "../scripts/detectors.py"

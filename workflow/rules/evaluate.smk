@@ -12,8 +12,7 @@ rule evaluate:
     conda:
         "../../envs/l2ood.yaml"
     params:
-        meta=evaluate_params,
-        code=script_code("evaluate"),
+        **JOB_PARAMS["evaluate"],
     script:
         "../scripts/evaluate.py"
 
@@ -23,7 +22,7 @@ rule study_metrics:
         study_metrics_inputs,
     output:
         report(
-            "results/{study}/metrics.csv",
+            study_file("{study}", METRICS),
             caption="../report/metrics.rst",
             category="Metrics",
         ),
@@ -32,6 +31,6 @@ rule study_metrics:
     conda:
         "../../envs/l2ood.yaml"
     params:
-        code=script_code("study_metrics"),
+        **JOB_PARAMS["study_metrics"],
     script:
         "../scripts/study_metrics.py"

@@ -6,18 +6,17 @@ rule figure:
         figure_inputs,
     output:
         png=report(
-            "results/{study}/figures/{figure}.png",
+            figure_file("{study}", "{figure}", "png"),
             caption="../report/caption.rst",
             category="Figures",
             subcategory="{figure}",
         ),
-        pdf="results/{study}/figures/{figure}.pdf",
+        pdf=figure_file("{study}", "{figure}", "pdf"),
     log:
         "logs/figure/{study}/{figure}.log",
     conda:
         "../../envs/l2ood.yaml"
     params:
-        spec=figure_digest,
-        code=script_code("figure"),
+        **JOB_PARAMS["figure"],
     script:
         "../scripts/figure.py"

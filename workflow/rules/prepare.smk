@@ -3,7 +3,7 @@
 # and its record {split}.json (its MD5 and the values that made it: l2ood.data.write_record). The
 # jobs reading a split name it ancient() and its record as is (common.smk, read_prepared): a touch
 # reruns nothing, a changed data set reruns them. A split deleted by hand (the fix for a truncated
-# one) is made again before the plan, from its record (restore_deleted_splits): what read it is kept.
+# one) is made again before the plan, from its record (rules/ondisk.smk): what read it is kept.
 
 
 rule prepare:
@@ -17,7 +17,6 @@ rule prepare:
     conda:
         "../../envs/l2ood.yaml"
     params:
-        spec=prepare_params,
-        md5=prepare_md5,
+        **JOB_PARAMS["prepare"],
     script:
         "../scripts/prepare.py"

@@ -7,28 +7,27 @@ rule table:
     output:
         # the report shows the HTML page (the table as printed) and offers the CSV (one row per number)
         html=report(
-            "results/{study}/tables/{table}.html",
+            table_file("{study}", "{table}", "html"),
             caption="../report/table.rst",
             category="Tables",
             subcategory="{table}",
             labels={"table": "{table}", "file": "as printed"},
         ),
         csv=report(
-            "results/{study}/tables/{table}.csv",
+            table_file("{study}", "{table}", "csv"),
             caption="../report/table_csv.rst",
             category="Tables",
             subcategory="{table}",
             labels={"table": "{table}", "file": "one row per number (CSV)"},
         ),
-        md="results/{study}/tables/{table}.md",
-        tex="results/{study}/tables/{table}.tex",
+        md=table_file("{study}", "{table}", "md"),
+        tex=table_file("{study}", "{table}", "tex"),
     log:
         "logs/table/{study}/{table}.log",
     conda:
         "../../envs/l2ood.yaml"
     params:
-        spec=table_digest,
-        code=script_code("table"),
+        **JOB_PARAMS["table"],
     script:
         "../scripts/table.py"
 
@@ -39,17 +38,17 @@ rule paper_vs_reproduced:
         unpack(compare_inputs),
     output:
         csv=report(
-            "results/{study}/tables/paper_vs_reproduced.csv",
+            table_file("{study}", COMPARISON, "csv"),
             caption="../report/paper_vs_reproduced.rst",
             category="Tables",
             subcategory="paper_vs_reproduced",
         ),
-        md="results/{study}/tables/paper_vs_reproduced.md",
+        md=table_file("{study}", COMPARISON, "md"),
     log:
         "logs/paper_vs_reproduced/{study}.log",
     conda:
         "../../envs/l2ood.yaml"
     params:
-        code=script_code("paper_vs_reproduced"),
+        **JOB_PARAMS["paper_vs_reproduced"],
     script:
         "../scripts/paper_vs_reproduced.py"

@@ -50,6 +50,6 @@ onsuccess:
     for study in sorted(built):
         target = "" if study == config["default_study"] else f"{study} "
         logger.info(
-            f"Results of {study}: tables in results/{study}/tables/, figures in results/{study}/figures/; "
-            f"all of them on one page: snakemake {target}--report results/{study}/report.html"
+            f"Results of {study}: tables in {study_file(study, 'tables/')}, figures in {study_file(study, 'figures/')}; "
+            f"all of them on one page: snakemake {target}--report {study_file(study, 'report.html')}"
         )

@@ -21,8 +21,7 @@ rule train:
         gpu=run_gpus,
         runtime=train_runtime,
     params:
-        cfg=train_params,
-        engine=train_engine,
+        **JOB_PARAMS["train"],
     script:
         "../scripts/train.py"
 
@@ -40,7 +39,6 @@ rule infer:
     resources:
         gpu=run_gpus,  # the run's GPU request, as training: ~76k test images through the model
     params:
-        datasets=infer_datasets,
-        code=infer_code,
+        **JOB_PARAMS["infer"],
     script:
         "../scripts/infer.py"

@@ -1,4 +1,4 @@
-from _common import record_params, setup
+from _common import setup
 
 log = setup(snakemake)
 
@@ -12,5 +12,5 @@ if spec["kind"] in sources.RAW_KINDS:  # the input is the download's MD5SUMS; th
 else:
     inputs = [snakemake.input.split] if "split" in snakemake.input.keys() else []  # a derived set's source
 prepare(spec, snakemake.wildcards.split, snakemake.output.split, inputs=inputs, md5=snakemake.params.md5)
+# the split's one record: its MD5 and its params, which l2ood.ondisk.stale_params compares (no .params.json)
 write_record(snakemake.output.split, spec, snakemake.params.md5)
-record_params(snakemake)

@@ -38,9 +38,10 @@ increasing transform leaves AUROC and FPR95 unchanged wherever the original has 
 
 import numpy as np
 
+from .base import FAMILIES  # noqa: F401
 from .base import L2_EPS, Detector, Head, _as_features, logsumexp, msp_log_odds, unit  # noqa: F401 (re-exported)
 from .distance import FDBD, KNN, KNN_BLOCK, RMDS, Mahalanobis, ViM, vim_dim  # noqa: F401
-from .logits import GEN, MSP, Energy, FeatureNorm, LogitNorm, MaxLogit  # noqa: F401
+from .logits import GEN, MSP, Energy, FeatureNorm, LogitNorm, MaxLogit, OnePass  # noqa: F401
 from .shaping import DICE, ReAct  # noqa: F401
 
 DETECTORS: dict[str, type[Detector]] = {
@@ -77,6 +78,18 @@ def label(name: str, logits: str = "head") -> str:
     if name not in DETECTORS:
         raise KeyError(f"unknown detector {name!r}; known: {sorted(DETECTORS)}")
     return LABELS[name] + (LOGITS_LABELS[logits] if DETECTORS[name].uses_head else "")
+
+
+def by_family(names, detectors=None) -> list[tuple[str, list[str]]]:
+    """``[(family, [names in it])]`` in the order of ``FAMILIES``, each family's names in their given
+    order, empty families left out: how the detectors table and figure group their rows.
+    ``detectors``: the registry to read ``family`` from (default ``DETECTORS``)."""
+    detectors = DETECTORS if detectors is None else detectors
+    bad = {n: detectors[n].family for n in names if detectors[n].family not in FAMILIES}
+    if bad:
+        raise ValueError(f"detectors with a family not in {FAMILIES}: {bad}; set the class attribute `family`")
+    groups = [(f, [n for n in names if detectors[n].family == f]) for f in FAMILIES]
+    return [(f, members) for f, members in groups if members]
 
 
 def score_all(

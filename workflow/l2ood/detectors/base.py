@@ -153,11 +153,19 @@ class _Gaussian:
 # --------------------------------------------------------------------------------------------
 # detectors
 
+#: what a detector reads, in the order tables and figures show them (``Detector.family``): the logits
+#: (MSP, energy, ...), a reshaped head input or weight (ReAct, DICE), distances in feature space
+#: (Mahalanobis, KNN, ...), a norm (the paper's feature norm, the logit norm), or the network itself
+#: (scores that need a forward or backward pass, like ODIN: the GPU features job).
+FAMILIES = ("logits", "shaping", "distance", "norm", "network")
+
 
 class Detector:
     """Base: ``fit(head, train_features, train_labels)`` once, then ``score(features)`` per test set."""
 
     label = ""
+    #: one of ``FAMILIES``: how tables and figures group the detectors
+    family = ""
     #: whether ``fit`` reads the training split (False: only the head)
     uses_train = False
     #: whether the scores depend on the head (W, b, head_normalized); False: on z alone

@@ -12,6 +12,7 @@ class Mahalanobis(Detector):
     """-min_c (z - mu_c)^T Sigma^+ (z - mu_c), class means, shared covariance (Lee et al. 2018), no preprocessing."""
 
     label = "Mahalanobis"
+    family = "distance"
     uses_head = False
     uses_train = True
 
@@ -35,6 +36,7 @@ class RMDS(Detector):
     """Relative Mahalanobis (Ren et al. 2021): -min_c [MD_c(z) - MD_0(z)], MD_0 a Gaussian fitted to all training features."""
 
     label = "RMDS"
+    family = "distance"
     uses_head = False
     uses_train = True
 
@@ -51,6 +53,7 @@ class KNN(Detector):
     """-distance of z/||z|| to its k-th nearest normalized training feature, k = 50 (Sun et al. 2022, CIFAR-10)."""
 
     label = "KNN"
+    family = "distance"
     uses_head = False
     uses_train = True
 
@@ -92,6 +95,7 @@ class ViM(Detector):
     """Virtual-logit matching (Wang et al. 2022): energy - alpha ||residual of h - u off the top-D principal space||."""
 
     label = "ViM"
+    family = "distance"
     uses_train = True
 
     def __init__(self, dim: int | None = None):
@@ -125,6 +129,7 @@ class FDBD(Detector):
     """Mean distance of h to the predicted class's decision boundaries over ||h - mean training h|| (Liu & Qin 2024)."""
 
     label = "fDBD"
+    family = "distance"
     uses_train = True
 
     def _fit(self, z, y):

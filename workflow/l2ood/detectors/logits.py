@@ -1,38 +1,56 @@
-"""Detectors on the head's logits and the norms: MSP, MaxLogit, energy, GEN, feature norm, logit norm."""
+"""Detectors on the head's logits and the norms: MSP, MaxLogit, energy, GEN, feature norm, logit norm.
+
+These are the scores of one forward pass: each is a function ``of(norm, logits)`` of what inference
+stores per image (``l2ood.outputs``: the feature norm ||z|| and the logits). That function is the one
+place each score is written: the detectors call it on the head's logits of stored features
+(``OnePass._score``), and ``l2ood.scores`` calls it on the per-image outputs of ``l2ood.evaluate``.
+"""
 
 import numpy as np
 
 from .base import Detector, gen_log, logsumexp, msp_log_odds
 
 
-class MSP(Detector):
+class OnePass(Detector):
+    """A score of the feature norm and the logits alone: ``of(norm, logits)``, norm (N,), logits (N, C)."""
+
+    family = "logits"
+
+    def of(self, norm: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _score(self, z):
+        return self.of(np.linalg.norm(z, axis=1), self.head.logits(z))
+
+
+class MSP(OnePass):
     """Maximum softmax probability (Hendrycks & Gimpel 2017), as its log-odds log(MSP/(1-MSP))."""
 
     label = "MSP"
 
-    def _score(self, z):
-        return msp_log_odds(self.head.logits(z))
+    def of(self, norm, logits):
+        return msp_log_odds(logits)
 
 
-class MaxLogit(Detector):
+class MaxLogit(OnePass):
     """Largest logit (Hendrycks et al. 2022)."""
 
     label = "MaxLogit"
 
-    def _score(self, z):
-        return self.head.logits(z).max(axis=1)
+    def of(self, norm, logits):
+        return logits.max(axis=1)
 
 
-class Energy(Detector):
+class Energy(OnePass):
     """Negative energy T logsumexp(l / T), T = 1 (Liu et al. 2020; OpenOOD ebo.yml temperature 1)."""
 
     label = "Energy"
 
-    def _score(self, z):
-        return logsumexp(self.head.logits(z))
+    def of(self, norm, logits):
+        return logsumexp(logits)
 
 
-class GEN(Detector):
+class GEN(OnePass):
     """Generalized entropy (Liu et al. 2023): -log sum_{top M} p^g (1-p)^g, g = 0.1, M = 100 (OpenOOD gen.yml)."""
 
     label = "GEN"
@@ -40,27 +58,26 @@ class GEN(Detector):
     def __init__(self, gamma: float = 0.1, m: int = 100):
         self.gamma, self.m = gamma, m
 
-    def _score(self, z):
-        return -gen_log(self.head.logits(z), self.gamma, self.m)
+    def of(self, norm, logits):
+        return -gen_log(logits, self.gamma, self.m)
 
 
-class FeatureNorm(Detector):
+class FeatureNorm(OnePass):
     """The paper's score: ||z||, the feature's L2 norm before normalization."""
 
     label = "Feature norm"
+    family = "norm"
     uses_head = False
 
-    def _score(self, z):
-        return np.linalg.norm(z, axis=1)
+    def of(self, norm, logits):
+        return norm
 
 
-class LogitNorm(Detector):
+class LogitNorm(OnePass):
     """||W h + b||, the L2 norm of the logits (the paper's Table 3)."""
 
     label = "Logit norm"
+    family = "norm"
 
-    def _score(self, z):
-        return np.linalg.norm(self.head.logits(z), axis=1)
-
-
-#: name -> detector class (constructed with its cited defaults); the first docstring line says what it is.
+    def of(self, norm, logits):
+        return np.linalg.norm(logits, axis=1)

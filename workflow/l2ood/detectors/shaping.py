@@ -9,6 +9,7 @@ class ReAct(Detector):
     """Energy after clipping features at the 90th percentile of training activations (Sun et al. 2021)."""
 
     label = "ReAct"
+    family = "shaping"
     uses_train = True
 
     def __init__(self, percentile: float = 90.0):
@@ -25,6 +26,7 @@ class DICE(Detector):
     """Energy with the weights whose contribution W * mean training h is in the lowest 90% zeroed (Sun & Li 2022)."""
 
     label = "DICE"
+    family = "shaping"
     uses_train = True
 
     def __init__(self, sparsity: float = 90.0):
