@@ -178,6 +178,8 @@ def test_she_nnguide_openmax_by_hand():
     ours = D.NNGuide(k=2).fit(head, train, [0, 0, 1, 1]).score(q)[0]
     assert ours == pytest.approx(sims.mean() * np.log(np.exp(3) + np.exp(4)))
     # OpenMax with alpha = 1 and a far-away image: CDF 1, the top logit moves entirely to the unknown class
-    om = D.OpenMax(tail=20, alpha=1).fit(head, np.array([[2.0, 0], [2.5, 0], [3.0, 0], [0, 2], [0, 2.5], [0, 3]]), [0] * 3 + [1] * 3)
+    om = D.OpenMax(tail=20, alpha=1).fit(
+        head, np.array([[2.0, 0], [2.5, 0], [3.0, 0], [0, 2], [0, 2.5], [0, 3]]), [0] * 3 + [1] * 3
+    )
     far = np.array([[50.0, 1.0]])
     assert om.score(far)[0] == pytest.approx(np.log(np.exp(0) + np.exp(1.0)) - 50.0)

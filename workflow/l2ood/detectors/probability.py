@@ -42,7 +42,9 @@ class TemperatureScaling(Detector):
             return -np.mean(log_softmax(logits / np.exp(log_t))[np.arange(len(y)), y])
 
         lo, hi = np.log(self.T_RANGE)
-        self.temperature = float(np.exp(minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10}).x))
+        self.temperature = float(
+            np.exp(minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10}).x)
+        )
 
     def _score(self, z):
         return msp_log_odds(self.head.logits(z) / self.temperature)

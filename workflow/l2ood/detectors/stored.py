@@ -62,7 +62,9 @@ class NNGuide(Detector):
         self.bank = unit(z) * logsumexp(self.head.logits(z))[:, None]
 
     def _score(self, z):
-        sim = unit(z) @ self.bank.T  # (N, bank): small next to KNN's (the demo's 585, CIFAR's 50,000 x d floats per test row)
+        sim = (
+            unit(z) @ self.bank.T
+        )  # (N, bank): small next to KNN's (the demo's 585, CIFAR's 50,000 x d floats per test row)
         guidance = np.partition(sim, -self.k, axis=1)[:, -self.k :].mean(axis=1)
         return guidance * logsumexp(self.head.logits(z))
 
