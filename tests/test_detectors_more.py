@@ -183,3 +183,18 @@ def test_she_nnguide_openmax_by_hand():
     )
     far = np.array([[50.0, 1.0]])
     assert om.score(far)[0] == pytest.approx(np.log(np.exp(0) + np.exp(1.0)) - 50.0)
+
+
+def test_nnguide_in_blocks_gives_the_same_scores(monkeypatch):
+    """NNGuide compares test rows with the bank in blocks (CIFAR's N x 50,000 at once is GBs): same scores."""
+    import l2ood.detectors.stored as stored
+
+    rng = np.random.default_rng(4)
+    z, test, head = (
+        rng.normal(size=(300, 8)),
+        rng.normal(size=(50, 8)),
+        D.Head(rng.normal(size=(3, 8)), np.zeros(3), False),
+    )
+    whole = D.NNGuide(k=10).fit(head, z, np.arange(300) % 3).score(test)
+    monkeypatch.setattr(stored, "KNN_BLOCK", 300 * 7)  # 7 test rows a block
+    np.testing.assert_array_equal(D.NNGuide(k=10).fit(head, z, np.arange(300) % 3).score(test), whole)

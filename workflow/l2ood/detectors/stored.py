@@ -4,6 +4,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from .base import Detector, logsumexp, unit
+from .distance import KNN_BLOCK
 
 
 def _stored_members(head, z: np.ndarray, y: np.ndarray, what: str) -> list[np.ndarray]:
@@ -62,10 +63,12 @@ class NNGuide(Detector):
         self.bank = unit(z) * logsumexp(self.head.logits(z))[:, None]
 
     def _score(self, z):
-        sim = (
-            unit(z) @ self.bank.T
-        )  # (N, bank): small next to KNN's (the demo's 585, CIFAR's 50,000 x d floats per test row)
-        guidance = np.partition(sim, -self.k, axis=1)[:, -self.k :].mean(axis=1)
+        q = unit(z)
+        guidance = np.empty(len(q))
+        rows = max(1, KNN_BLOCK // len(self.bank))  # blocks of test rows, as KNN: CIFAR's whole N x 50,000 is GBs
+        for i in range(0, len(q), rows):
+            sim = q[i : i + rows] @ self.bank.T
+            guidance[i : i + rows] = np.partition(sim, -self.k, axis=1)[:, -self.k :].mean(axis=1)
         return guidance * logsumexp(self.head.logits(z))
 
 
