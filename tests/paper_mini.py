@@ -57,7 +57,7 @@ def mini_config(fakes: Path, seeds: int = 2, epochs: int = 2) -> dict:
         "runs": {r: {"seeds": seeds, "probe_size": 12, "model_kwargs": SMALL[base["runs"][r]["model"]],
                      "recipe_overrides": {"batch_size": 16}, "gpus": 0} for r in runs},  # fmt: skip
         "studies": {"paper": {"figures": {"fig7": {"bins": 4}}}},
-        "detectors": {"params": {"knn": {"k": 5}}},  # k = 50 needs 50 training images; the fake CIFAR-10 has 40
+        "detectors": {"params": {"knn": {"k": 5}, "nnguide": {"k": 5}}},  # k 50, 100 > 40 fake CIFAR-10 images
     }
 
 

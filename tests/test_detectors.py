@@ -257,7 +257,7 @@ def test_no_nan_on_degenerate_inputs(case, head_normalized):
     rng = np.random.default_rng(6)
     head = D.Head(rng.normal(size=(3, 8)), rng.normal(size=3), head_normalized)
     test = {"random": rng.normal(size=(7, 8)), "zero": np.zeros((3, 8)), "train": train[:4]}
-    names = [n for n in D.DETECTORS if not (n == "knn" and len(train) < 50)]
+    names = [n for n in D.DETECTORS if not (n == "knn" and len(train) < 50 or n == "nnguide" and len(train) < 100)]
     for name, by_set in D.score_all(head, test, train, labels, names).items():
         for dataset, s in by_set.items():
             assert s.shape == (len(test[dataset]),)
@@ -277,8 +277,8 @@ def test_identical_weight_rows_have_no_boundary():
 
 def test_float16_features_are_read_as_float64():
     rng = np.random.default_rng(7)
-    train, test = rng.normal(size=(80, 6)).astype(np.float16), rng.normal(size=(9, 6)).astype(np.float16)
-    labels = np.arange(80) % 3
+    train, test = rng.normal(size=(120, 6)).astype(np.float16), rng.normal(size=(9, 6)).astype(np.float16)  # 120 >= NNGuide k
+    labels = np.arange(120) % 3
     head = D.Head(rng.normal(size=(3, 6)), np.zeros(3), False)
     s16 = D.score_all(head, {"t": test}, train, labels)
     s64 = D.score_all(head, {"t": test.astype(np.float64)}, train.astype(np.float64), labels)
@@ -315,6 +315,7 @@ def test_vim_dim_rule():
 
 def test_registry():
     expected = {"msp", "max_logit", "energy", "gen", "react", "dice", "mahalanobis", "rmds", "knn", "vim"}
+    expected |= {"entropy", "temp_scaling", "klm", "gradnorm", "openmax", "ash_p", "ash_b", "ash_s", "scale", "she", "nnguide"}
     assert expected | {"fdbd", "feature_norm", "logit_norm"} == set(D.DETECTORS)
     for name, cls in D.DETECTORS.items():
         assert cls.__doc__ and cls.__doc__.strip().splitlines()[0], name

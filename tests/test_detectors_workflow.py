@@ -93,7 +93,7 @@ META = {"run": "r", "seed": 0, "model": "m", "recipe": "x", "id": "id", "ood": [
 def test_evaluate_detectors_rows_and_values(tmp_path, head_name):
     rng = np.random.default_rng(1)
     sets, w = write_run(tmp_path, head_name, rng)
-    df = evaluate_detectors(tmp_path, {**META, "head": head_name}, params={"knn": {"k": 5}})
+    df = evaluate_detectors(tmp_path, {**META, "head": head_name}, params={"knn": {"k": 5}, "nnguide": {"k": 5}})
     raw = df[df.logits == "raw"].set_index("detector")
     assert list(raw.index) == list(DETECTORS)  # every detector, once, on the raw logits W z + b
     # the normalized variant: L2 runs only, and only the detectors that read the head

@@ -43,6 +43,9 @@ from .base import L2_EPS, Detector, Head, _as_features, logsumexp, msp_log_odds,
 from .distance import FDBD, KNN, KNN_BLOCK, RMDS, Mahalanobis, ViM, vim_dim  # noqa: F401
 from .logits import GEN, MSP, Energy, FeatureNorm, LogitNorm, MaxLogit, OnePass  # noqa: F401
 from .shaping import DICE, ReAct  # noqa: F401
+from .activation import ASHB, ASHP, ASHS, SCALE  # noqa: F401
+from .probability import Entropy, GradNorm, KLMatching, TemperatureScaling  # noqa: F401
+from .stored import SHE, NNGuide, OpenMax  # noqa: F401
 
 DETECTORS: dict[str, type[Detector]] = {
     "msp": MSP,
@@ -58,6 +61,17 @@ DETECTORS: dict[str, type[Detector]] = {
     "fdbd": FDBD,
     "feature_norm": FeatureNorm,
     "logit_norm": LogitNorm,
+    "entropy": Entropy,
+    "temp_scaling": TemperatureScaling,
+    "klm": KLMatching,
+    "gradnorm": GradNorm,
+    "openmax": OpenMax,
+    "ash_p": ASHP,
+    "ash_b": ASHB,
+    "ash_s": ASHS,
+    "scale": SCALE,
+    "she": SHE,
+    "nnguide": NNGuide,
 }
 
 #: name -> printed name of the method (``label`` below adds which logits it read)
