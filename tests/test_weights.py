@@ -93,11 +93,11 @@ def test_openood_checkpoint_loads_and_computes_what_openood_computes(tmp_path):
 def test_openood_checkpoint_is_scored_by_every_detector(tmp_path):
     sd = openood_state_dict()
     gen = torch.Generator().manual_seed(2)
-    x_train, x_id, x_ood = (torch.rand(n, 3, 32, 32, generator=gen) for n in (60, 12, 12))
+    x_train, x_id, x_ood = (torch.rand(n, 3, 32, 32, generator=gen) for n in (120, 12, 12))
     with torch.no_grad():
         (_, z_train), (_, z_id), (_, z_ood) = (functional_forward(sd, x) for x in (x_train, x_id, x_ood))
     head = Head(sd["fc.weight"].numpy(), sd["fc.bias"].numpy(), head_normalized=False)
-    y_train = np.arange(60) % 10
+    y_train = np.arange(120) % 10
     scores = score_all(head, {"id": z_id.numpy(), "ood": z_ood.numpy()}, z_train.numpy(), y_train)
     assert set(scores) == set(DETECTORS)
     for name, per_set in scores.items():
