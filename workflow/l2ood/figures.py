@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from .collapse import change_by_norm_group  # noqa: E402
 from .layout import HEADS  # noqa: E402
 from .outputs import load_outputs  # noqa: E402
-from .results import load_curves, load_seed, load_seeds  # noqa: E402
+from .results import load_curves, load_detector_seeds, load_seed  # noqa: E402
 from .scores import head_logits, scaled_logits  # noqa: E402
 
 #: per head, in every figure: the colour of its boxes, points and curves
@@ -371,9 +371,8 @@ def detectors(spec: dict):
     if metric not in DETECTOR_METRICS:
         raise ValueError(f"detectors figure: metric must be one of {sorted(DETECTOR_METRICS)}, got {metric!r}")
     ylabel, chance = DETECTOR_METRICS[metric]
-    m = load_seeds(spec["metrics"])  # each file checked (l2ood.results)
     logits = spec.get("logits", "raw")
-    m = m[m.logits == logits]
+    m = load_detector_seeds(spec["metrics"], logits)  # each file checked (l2ood.results)
     names = spec.get("detectors") or [d for d in DETECTORS if d in set(m.detector)]
     oods = ood_columns(spec)
     rows = spec["rows"]

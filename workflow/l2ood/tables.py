@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .layout import HEADS
-from .results import load_seeds
+from .results import load_detector_seeds, load_seeds
 from .scores import LABELS as SCORE_LABELS
-from .stats import DIFF_METHOD, diff_ci, mean_std
+from .stats import DIFF_METHOD, diff_ci, mean_std, pct, pct_std
 
 #: the heads in the order Tables 4-8 print them: the baseline first
 HEAD_ORDER = ("nol2", "l2")
@@ -34,18 +34,6 @@ class Table:
     markdown: str
     latex: str
     html: str
-
-
-def pct(x: float) -> str:
-    """Percent with three significant figures as the paper prints them: 97.4, 14.8, 7.80."""
-    v = 100 * x
-    return f"{v:.1f}" if abs(v) >= 9.995 else f"{v:.2f}"
-
-
-def pct_std(mean: float, std: float) -> str:
-    """ "97.4 ± 0.5": the mean as ``pct``, the std with the same decimals (fractions in, percent out)."""
-    decimals = 1 if abs(100 * mean) >= 9.995 else 2
-    return f"{pct(mean)} ± {100 * std:.{decimals}f}"
 
 
 def ood_columns(spec: dict) -> list[tuple[str, str]]:
@@ -110,11 +98,12 @@ class Cells:
         return f"{a} / {f}"
 
     def text(self, value: float, mark: str = "") -> str:
-        """The printed text of the number just added: ``pct`` and ``mark``, and " ± std" if the table asks for it."""
+        """The printed text of the number just added: ``pct`` and ``mark``, and " ± std" if the table asks for it
+        (l2ood.stats.pct_std: not for one seed, whose std is NaN)."""
         last = self.rows[-1]
-        if not self.std or last["stat"] != "mean" or last["n_seeds"] < 2:
+        if not self.std or last["stat"] != "mean":
             return pct(value) + mark
-        return pct_std(value, last["std"] / 100).replace(" ± ", f"{mark} ± ", 1)
+        return pct_std(value, last["std"] / 100, mark)
 
     def accuracy(self, row, column, run) -> str:
         m = self.select(run).drop_duplicates("seed")  # accuracy repeats on every row of a seed
@@ -368,12 +357,7 @@ OPENOOD_METRICS = {"auroc": "AUROC", "fpr95_ood_positive": "FPR@95 (OoD positive
 def load_detector_metrics(spec: dict) -> pd.DataFrame:
     """Every seed's detector metrics of the spec's runs, one logits variant (``logits``, default
     ``raw``: W z + b, l2ood.evaluate_detectors), with ``detector`` as ``score`` for ``Cells``."""
-    m = load_metrics(spec["metrics"])
-    logits = spec.get("logits", "raw")
-    m = m[m.logits == logits]
-    if m.empty:
-        raise ValueError(f"no detector metrics with logits {logits!r}; the variants are 'raw' and 'normalized'")
-    return m.rename(columns={"detector": "score"})
+    return load_detector_seeds(spec["metrics"], spec.get("logits", "raw")).rename(columns={"detector": "score"})
 
 
 def _detectors(spec: dict, m: pd.DataFrame) -> list[str]:
