@@ -12,50 +12,19 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .collapse import change_by_norm_group  # noqa: E402
-from .layout import HEADS  # noqa: E402
+from .detector_figure import detectors  # noqa: E402
 from .outputs import load_outputs  # noqa: E402
-from .results import load_curves, load_detector_seeds, load_seed  # noqa: E402
+from .plotting import (  # noqa: E402
+    DATASET_COLORS,
+    HEAD_COLORS,
+    _for_head,
+    _integer_epochs,
+    _line_styles,
+    _note,
+    _panels,
+)
+from .results import load_curves, load_seed  # noqa: E402
 from .scores import head_logits, scaled_logits  # noqa: E402
-
-#: per head, in every figure: the colour of its boxes, points and curves
-HEAD_COLORS = {"l2": "tab:blue", "nol2": "tab:gray"}
-#: curves of several runs of one head on one axes (e.g. 60 and 350 epochs): one line style each, in panel order
-LINESTYLES = ("-", "--", ":", "-.")
-#: the data sets of a scatter (ID first, then OoD): colours no head uses
-DATASET_COLORS = ("black", "tab:orange")
-
-
-def _for_head(styles: dict, head: str):
-    if head not in styles:
-        raise ValueError(f"unknown head {head!r}; the heads are {sorted(HEADS)}")
-    return styles[head]
-
-
-def _line_styles(panels: list[dict]) -> list[dict]:
-    """A line style per panel drawn on one axes: the head's colour, and the k-th panel of a head
-    the k-th of ``LINESTYLES``, so that L2 is blue and No L2 grey in every figure."""
-    seen: dict[str, int] = {}
-    out = []
-    for p in panels:
-        k = seen[p["head"]] = seen.get(p["head"], -1) + 1
-        out.append({"color": _for_head(HEAD_COLORS, p["head"]), "linestyle": LINESTYLES[k % len(LINESTYLES)]})
-    return out
-
-
-def _integer_epochs(ax) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def _panels(n: int, width: float = 4.2, height: float = 3.4, sharey: bool = False):
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False, sharey=sharey, layout="constrained")
-    return fig, list(axes[0])
-
-
-def _note(fig, text: str) -> None:
-    """A line under the panels saying what the marks mean."""
-    fig.text(0.5, -0.01, text, ha="center", va="top", fontsize="small", wrap=True)
 
 
 def norm_distributions(spec: dict):
@@ -347,74 +316,6 @@ def _probability_ticks(ax) -> None:
     right.set_ylim(lo, hi)
     right.set_yticks(ticks, labels, fontsize="small")
     right.set_ylabel("p", fontsize="small")
-
-
-#: the detectors figure's metrics: (axis label, what a score that ignores its input gets)
-DETECTOR_METRICS = {"auroc": ("AUROC (%)", 50.0), "fpr95": ("FPR95 (%, ID positive)", 95.0),
-                    "fpr95_ood_positive": ("FPR@95 (%, OoD positive)", 95.0)}  # fmt: skip
-
-
-def detectors(spec: dict):
-    """Every post-hoc detector, No L2 and L2 side by side: a row of panels per row's pair of runs, a
-    column per OoD set (one y-range per column, so a set's panels compare), a dot per seed, a bar at
-    the mean, a dashed line at chance (AUROC 50, FPR95 95); "*" above a detector whose L2 - No L2
-    interval (l2ood.stats.diff_ci) excludes 0. ``metric``: auroc (default), fpr95 or fpr95_ood_positive."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    from .detectors import DETECTORS
-    from .evaluate_detectors import detector_label
-    from .stats import diff_ci
-    from .tables import ood_columns
-
-    metric = spec.get("metric", "auroc")
-    if metric not in DETECTOR_METRICS:
-        raise ValueError(f"detectors figure: metric must be one of {sorted(DETECTOR_METRICS)}, got {metric!r}")
-    ylabel, chance = DETECTOR_METRICS[metric]
-    logits = spec.get("logits", "raw")
-    m = load_detector_seeds(spec["metrics"], logits)  # each file checked (l2ood.results)
-    names = spec.get("detectors") or [d for d in DETECTORS if d in set(m.detector)]
-    oods = ood_columns(spec)
-    rows = spec["rows"]
-    width = max(4.5, 0.45 * len(names) + 1.2)
-    fig, axes = plt.subplots(len(rows), len(oods), figsize=(width * len(oods), 3.6 * len(rows)), squeeze=False,
-                             sharey="col", layout="constrained")  # fmt: skip
-    rng = np.random.default_rng(0)  # the dots' horizontal jitter only
-    x = np.arange(len(names))
-    for r, pair in enumerate(rows):
-        for i, (key, ds) in enumerate(oods):
-            ax = axes[r, i]
-            ax.axhline(chance, color="black", lw=0.8, ls="--", alpha=0.7)
-            tops = []
-            for h, dx in zip(("nol2", "l2"), (-0.2, 0.2)):
-                colour = _for_head(HEAD_COLORS, h)
-                for j, name in enumerate(names):
-                    v = 100 * m[(m.run == pair[h]) & (m.detector == name) & (m.ood == ds)][metric].to_numpy()
-                    if not len(v):
-                        continue
-                    ax.scatter(j + dx + rng.uniform(-0.06, 0.06, len(v)), v, s=10, color=colour, alpha=0.6, lw=0)
-                    ax.hlines(v.mean(), j + dx - 0.15, j + dx + 0.15, color=colour, lw=2.5)
-                    tops.append((j, v.max()))
-            for j, name in enumerate(names):
-                sel = {h: m[(m.run == pair[h]) & (m.detector == name) & (m.ood == ds)][metric] for h in ("l2", "nol2")}
-                if sel["l2"].empty or sel["nol2"].empty or not diff_ci(sel["l2"], sel["nol2"]).excludes_zero:
-                    continue
-                top = max(v for k, v in tops if k == j)
-                ax.annotate("*", (j, top), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=12)
-            ax.set_xticks(x, [detector_label(n, logits) for n in names], rotation=40, ha="right")
-            ax.set_xlim(-0.6, len(names) - 0.4)
-            ax.set_ylabel(ylabel)
-            title = spec["labels"].get(ds, ds)
-            ax.set_title(title if len(rows) == 1 else f"{pair['label']}: {title}")
-            ax.grid(axis="y", alpha=0.3)
-            ax.margins(y=0.12)
-    n_seeds = m.groupby("run").seed.nunique()
-    handles = [Patch(color=_for_head(HEAD_COLORS, h), label=f"{HEADS[h]} ({n_seeds.get(rows[0][h], 0)} seeds)")
-               for h in ("nol2", "l2")]  # fmt: skip
-    handles.append(Line2D([], [], color="black", lw=0.8, ls="--", label=f"chance ({chance:g})"))
-    handles.append(Patch(color="none", label="dot: one seed, bar: mean;  *: 95% interval of L2 - No L2 excludes 0"))
-    fig.legend(handles=handles, loc="outside upper center", ncols=4, frameon=False)
-    return fig
 
 
 FIGURE_KINDS = {
