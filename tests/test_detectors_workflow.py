@@ -239,6 +239,19 @@ def test_std_is_an_option_of_every_table(tmp_path):
     assert "92.0 ± 2.0 / 10.0 ± 0.0" in with_std and "Mean ± standard deviation over 3 seeds" in with_std
 
 
+def test_detector_table_and_figure_read_one_logits_variant_through_one_loader(tmp_path):
+    # l2ood.results.load_detector_seeds: an absent variant stops the table and the figure alike, naming
+    # the variants the files have (the figure used to draw empty panels)
+    from l2ood.figures import render_figure
+
+    spec = {"kind": "detectors", "caption": "c", "rows": [{"label": "M", "nol2": "a", "l2": "b"}],
+            "ood": ["near"], "metrics": detector_metrics(tmp_path), "labels": {}, "logits": "head"}  # fmt: skip
+    names = r"no detector metrics with logits 'head' .*they have \['normalized', 'raw'\]"
+    for render in (tables.render_table, render_figure):
+        with pytest.raises(ValueError, match=names):
+            render(spec)
+
+
 def test_detectors_figure(tmp_path):
     from l2ood.figures import HEAD_COLORS, render_figure
 

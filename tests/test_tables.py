@@ -89,6 +89,7 @@ def test_one_seed_has_no_std(spec, tmp_path):
     spec["metrics"] = metrics_files(tmp_path, {"a": [0.40], "b": [0.80]})
     t = render_table({**spec, "std": True})
     assert cells(t.markdown)[2] == "80.0 / 20.0"
+    assert cells(t.markdown)[1] == f"40.0{BELOW_CHANCE} / 60.0"  # the mean alone keeps its mark (l2ood.stats.pct_std)
     row = t.tidy.query("column == 'near/l2' and metric == 'auroc'").iloc[0]
     assert row.n_seeds == 1 and pd.isna(row["std"]) and row["mean"] == pytest.approx(80.0)
 

@@ -82,7 +82,8 @@ def test_demo_table_content(demo):
     assert np.isfinite(tidy[["value", "mean", "std", "min", "max"]].to_numpy()).all()
     assert tidy["value"].between(0, 100).all()
     # the markdown prints the CSV's numbers
-    from l2ood.tables import BELOW_CHANCE, pct_std
+    from l2ood.stats import pct_std
+    from l2ood.tables import BELOW_CHANCE
 
     near_l2 = tidy.query("row == 'SmallCNN (Feature norm)' and column == 'digits-near/l2'").set_index("metric")
     a, f = (pct_std(near_l2.loc[k, "value"] / 100, near_l2.loc[k, "std"] / 100) for k in ("auroc", "fpr95"))
