@@ -226,6 +226,11 @@ def infer_code(wildcards):
     return code.training_code()["TRAINING_CODE_VERSION"]
 
 
+def features_code(wildcards):
+    """The features job: inference's code, and ODIN's (whose scores it stores) with its grid."""
+    return {"infer": infer_code(wildcards), "odin": code.odin_code()}
+
+
 # --- studies: metrics, tables, figures -------------------------------------------------------
 
 
@@ -359,7 +364,7 @@ def job_params(kind, wildcards):
         return {"spec": prepare_params(w), "md5": prepare_md5(w)}
     if kind in ("infer", "features"):
         sets = infer_datasets(w) if kind == "infer" else features_sets(w)
-        return {"datasets" if kind == "infer" else "sets": sets, "code": infer_code(w)}
+        return {"datasets" if kind == "infer" else "sets": sets, "code": (infer_code if kind == "infer" else features_code)(w)}
     if kind in ("evaluate", "detectors"):
         meta = evaluate_params(w) if kind == "evaluate" else detectors_params(w)
         return {"meta": meta, "code": script_code(kind)}
