@@ -363,8 +363,9 @@ def job_params(kind, wildcards):
     if kind == "prepare":
         return {"spec": prepare_params(w), "md5": prepare_md5(w)}
     if kind in ("infer", "features"):
-        sets = infer_datasets(w) if kind == "infer" else features_sets(w)
-        return {"datasets" if kind == "infer" else "sets": sets, "code": (infer_code if kind == "infer" else features_code)(w)}
+        if kind == "infer":
+            return {"datasets": infer_datasets(w), "code": infer_code(w)}
+        return {"sets": features_sets(w), "code": features_code(w)}
     if kind in ("evaluate", "detectors"):
         meta = evaluate_params(w) if kind == "evaluate" else detectors_params(w)
         return {"meta": meta, "code": script_code(kind)}
