@@ -167,9 +167,33 @@ def test_knn_blocks_give_the_same_answer(monkeypatch):
     train, test = rng.normal(size=(120, 5)), rng.normal(size=(37, 5))
     head = D.Head(rng.normal(size=(3, 5)), np.zeros(3), False)
     whole = D.KNN(k=7).fit(head, train, rng.integers(0, 3, 120)).score(test)
-    monkeypatch.setattr(D, "KNN_BLOCK", 500)  # 4 test rows per block
+    # the module KNN reads it from (patching the package's re-exported name would change nothing)
+    monkeypatch.setattr(D.distance, "KNN_BLOCK", 500)  # 4 test rows per block
     blocked = D.KNN(k=7).fit(head, train, rng.integers(0, 3, 120)).score(test)
     np.testing.assert_allclose(blocked, whole, rtol=1e-12)
+    np.testing.assert_allclose(D.distance.knn_distances_float64(D.unit(train), D.unit(test), 7), -whole, rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["clustered", "duplicates and zeros"])
+def test_knn_float32_search_gives_the_float64_distances(case):
+    """Issue 23 item 4: the float32 search with top-k (then float64 on the candidates) finds the same
+    k-th neighbour as the all-float64 search: scores within 1e-5 (here: equal up to rounding)."""
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(10, 64))
+    bank = centres[rng.integers(0, 10, 3000)] + 0.3 * rng.normal(size=(3000, 64))
+    queries = np.concatenate([centres[rng.integers(0, 10, 300)] + 0.3 * rng.normal(size=(300, 64)), rng.normal(size=(100, 64))])
+    if case == "duplicates and zeros":  # many exact ties at the k-th place, zero features on both sides
+        bank[:200] = bank[0]
+        bank[200:210] = 0
+        queries[:20] = bank[0] + 1e-4 * rng.normal(size=(20, 64))
+        queries[20:25] = 0
+    bank, queries = D.unit(bank.astype(np.float16).astype(np.float64)), D.unit(queries)  # stored float16
+    ref = D.distance.knn_distances_float64(bank, queries, 50)
+    new = D.knn_distances(bank, queries, 50)
+    assert np.abs(new - ref).max() < 1e-5
+    # the same neighbour, its distance recomputed in float64 (up to float64 cancellation near distance 0)
+    np.testing.assert_allclose(new, ref, rtol=0, atol=1e-10)
+    assert (np.argsort(new, kind="stable") == np.argsort(ref, kind="stable")).mean() > 0.99
 
 
 def test_mahalanobis_and_rmds_by_hand():

@@ -39,7 +39,7 @@ increasing transform leaves AUROC and FPR95 unchanged wherever the original has 
 import numpy as np
 
 from .base import L2_EPS, Detector, Head, _as_features, logsumexp, msp_log_odds, unit  # noqa: F401 (re-exported)
-from .distance import FDBD, KNN, KNN_BLOCK, RMDS, Mahalanobis, ViM, vim_dim  # noqa: F401
+from .distance import FDBD, KNN, KNN_BLOCK, RMDS, Mahalanobis, ViM, knn_distances, vim_dim  # noqa: F401
 from .network import ODIN  # noqa: F401
 from .logits import GEN, MSP, Energy, FeatureNorm, LogitNorm, MaxLogit  # noqa: F401
 from .shaping import DICE, ReAct  # noqa: F401
