@@ -23,16 +23,17 @@ def knn_distances(bank: np.ndarray, queries: np.ndarray, k: int, device="cpu") -
     import torch  # here, not at import: the detectors package is numpy, and most detectors need no torch
 
     m = min(k + KNN_MARGIN, len(bank))
+    bank_sq = np.sum(bank**2, axis=1)
     bank32 = torch.from_numpy(bank).to(device, torch.float32)
-    bank_sq = (bank32 * bank32).sum(dim=1)
+    bank_sq32 = torch.from_numpy(bank_sq).to(device, torch.float32)
     out = np.empty(len(queries))
     rows = max(1, KNN_BLOCK // len(bank))
     for i in range(0, len(queries), rows):
         q = queries[i : i + rows]
-        key = torch.addmm(bank_sq, torch.from_numpy(q).to(device, torch.float32), bank32.T, alpha=-2)
+        key = torch.addmm(bank_sq32, torch.from_numpy(q).to(device, torch.float32), bank32.T, alpha=-2)
         idx = torch.topk(key, m, dim=1, largest=False).indices.cpu().numpy()  # (rows, m) candidates
-        cand = bank[idx]  # (rows, m, d) float64
-        d2 = np.sum(q**2, axis=1)[:, None] + np.sum(cand**2, axis=2) - 2 * np.einsum("rd,rmd->rm", q, cand)
+        dots = np.einsum("rd,rmd->rm", q, bank[idx])  # float64, on the gathered (rows, m, d) candidates
+        d2 = np.sum(q**2, axis=1)[:, None] + bank_sq[idx] - 2 * dots
         out[i : i + rows] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0))
     return out
 
