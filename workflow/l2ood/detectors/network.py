@@ -5,8 +5,9 @@ import numpy as np
 
 from .base import Detector
 
-#: ODIN's stored grid: OpenOOD v1.5's sweep (configs/postprocessors/odin.yml: temperatures 1, 10, 100,
-#: 1000; noise 0.0014, 0.0028; default T = 1000, noise = 0.0014, as pytorch-ood's) plus eps = 0, the
+#: ODIN's stored grid: pytorch-ood 0.4's sweep (ODIN.hyperparameter_space, "matches the one used by
+#: OpenOOD": T in 1, 10, 100, 1000; eps 0.0014, 0.0028) around OpenOOD v1.5's default
+#: (configs/postprocessors/odin.yml: temperature 1000, noise 0.0014), plus eps = 0, the
 #: temperature-scaled MSP without perturbation.
 TEMPERATURES = (1.0, 10.0, 100.0, 1000.0)
 EPSILONS = (0.0, 0.0014, 0.0028)
