@@ -2,7 +2,9 @@
 
 Reads what the features job stored (``l2ood.layout.FEATURES_DIR``: float16 penultimate features of
 the training split and of each test set, the head's W and b) and needs neither a GPU nor the
-model: adding a detector or changing a hyperparameter reruns only this step.
+model: adding a detector or changing a hyperparameter reruns only this step. ODIN, which needs the
+network, is read from the scores the features job stored for a grid of its hyperparameters
+(``load_odin``; l2ood.odin).
 
 Logits variants (``LOGITS``), the column ``logits`` of the table:
 
