@@ -118,3 +118,12 @@ def test_the_detectors_job_scores_the_chosen_pair_of_each_variant(tmp_path, head
     (tmp_path / odin_file("far")).unlink()
     with pytest.raises(FileNotFoundError, match=r"far.test.odin.npz is missing: the features job stores it"):
         evaluate_detectors(tmp_path, {**META, "head": head}, ["odin"])
+
+
+def test_a_pair_off_the_grid_is_refused_when_the_config_is_read():
+    from l2ood import config as C
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["detectors"]["params"] = {"odin": {"temperature": 500, "epsilon": 0.0014}}
+    errors = "\n".join(C.schema_errors(cfg, str(ROOT / "workflow/schemas/config.schema.yaml")))
+    assert "detectors.params.odin.temperature: 500 is not one of [1.0, 1000.0]" in errors, errors
