@@ -17,8 +17,8 @@ def knn_distances(bank: np.ndarray, queries: np.ndarray, k: int, device="cpu") -
     device): it ranks the bank by ||b||^2 - 2 q.b and keeps the k + KNN_MARGIN nearest; their
     distances are then computed again in float64, so the k-th is the float64 one whenever the true k
     nearest are among the candidates (float32 misranks only rows within ~1e-6 of each other in squared
-    distance, and then the k-th distance moves by no more than that). About 3x faster than float64 on
-    a CPU (benchmarks/bench_knn.py); ``knn_distances_float64`` is the all-float64 reference.
+    distance, and then the k-th distance moves by no more than that). 1.3 to 3x faster than float64 on
+    a loaded 2-core CPU (benchmarks/bench_knn.py); ``knn_distances_float64`` is the all-float64 reference.
     """
     import torch  # here, not at import: the detectors package is numpy, and most detectors need no torch
 
