@@ -7,7 +7,7 @@ them, L2-normalized in float64 as KNN does, k = 50. The features are random arou
 (the structure of a trained network's features; the timings do not depend on it). Prints both times,
 the ratio (the two timed in turns, a chunk of 1,000 test features each), the largest score difference and whether the ranking of the test images is the same.
 
-    PYTHONPATH=workflow python benchmarks/bench_knn.py             # about a minute on 2 idle cores
+    PYTHONPATH=workflow python benchmarks/bench_knn.py             # about 2 minutes on 2 loaded cores
     PYTHONPATH=workflow python benchmarks/bench_knn.py --smoke     # seconds: small sizes, checks it runs
 """
 
