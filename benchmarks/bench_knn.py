@@ -4,8 +4,9 @@ against the float64 search it replaced (``knn_distances_float64``), timed in the
 The CIFAR-sized case of issue 23: ``--n-train`` training features (50,000) and ``--n-test`` test
 features (10,000) of ``--dim`` dimensions (512: ResNet18), stored float16 as the features job stores
 them, L2-normalized in float64 as KNN does, k = 50. The features are random around 10 class centres
-(the structure of a trained network's features; the timings do not depend on it). Prints both times,
-the ratio (the two timed in turns, a chunk of 1,000 test features each), the largest score difference and whether the ranking of the test images is the same.
+(the structure of a trained network's features; the timings do not depend on it). Prints both times
+(timed in turns, a chunk of 1,000 test features each), the ratio, the largest score difference and
+whether the ranking of the test images is the same.
 
     PYTHONPATH=workflow python benchmarks/bench_knn.py             # about 2 minutes on 2 loaded cores
     PYTHONPATH=workflow python benchmarks/bench_knn.py --smoke     # seconds: small sizes, checks it runs

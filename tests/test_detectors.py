@@ -181,7 +181,8 @@ def test_knn_float32_search_gives_the_float64_distances(case):
     rng = np.random.default_rng(11)
     centres = rng.normal(size=(10, 64))
     bank = centres[rng.integers(0, 10, 3000)] + 0.3 * rng.normal(size=(3000, 64))
-    queries = np.concatenate([centres[rng.integers(0, 10, 300)] + 0.3 * rng.normal(size=(300, 64)), rng.normal(size=(100, 64))])
+    near = centres[rng.integers(0, 10, 300)] + 0.3 * rng.normal(size=(300, 64))
+    queries = np.concatenate([near, rng.normal(size=(100, 64))])
     if case == "duplicates and zeros":  # many exact ties at the k-th place, zero features on both sides
         bank[:200] = bank[0]
         bank[200:210] = 0

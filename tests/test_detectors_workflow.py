@@ -87,7 +87,8 @@ def write_run(run_dir, head_name, rng, d=6, shift=3.0):
     for ds, split in sets:  # ODIN's grid, as the features job stores it for each test set
         if split == "test":
             n, axes = len(sets[ds, split][1]), {"temperature": TEMPERATURES, "epsilon": EPSILONS}
-            grids = {v: -rng.random((len(TEMPERATURES), len(EPSILONS), n)) for v in ["raw", "normalized"][: 1 + (head_name == "l2")]}
+            variants = ["raw", "normalized"] if head_name == "l2" else ["raw"]
+            grids = {v: -rng.random((len(TEMPERATURES), len(EPSILONS), n)) for v in variants}
             np.savez(run_dir / odin_file(ds), **axes, **grids)
     return sets, w
 

@@ -70,7 +70,9 @@ def odin_sets(model_path, sets: dict, engine: dict | None = None) -> dict:
         _check_image_size(name, images, cfg)
         grids = {v: [] for v in variants}
         for start in range(0, len(images), BATCH):
-            x = model_input(to_device_images(images[start : start + BATCH], mean.device), mean, std, torch.contiguous_format)
+            x = model_input(
+                to_device_images(images[start : start + BATCH], mean.device), mean, std, torch.contiguous_format
+            )
             for v, fn in variants.items():
                 grids[v].append(odin_grid(fn, x, std))
         results[name] = {

@@ -32,7 +32,7 @@ def knn_distances(bank: np.ndarray, queries: np.ndarray, k: int, device="cpu") -
         q = queries[i : i + rows]
         key = torch.addmm(bank_sq32, torch.from_numpy(q).to(device, torch.float32), bank32.T, alpha=-2)
         idx = torch.topk(key, m, dim=1, largest=False).indices.cpu().numpy()  # (rows, m) candidates
-        dots = np.einsum("rd,rmd->rm", q, bank[idx])  # float64, on the gathered (rows, m, d) candidates
+        dots = np.einsum("rd,rmd->rm", q, bank[idx])  # float64, the gathered (rows, m, d) candidates
         d2 = np.sum(q**2, axis=1)[:, None] + bank_sq[idx] - 2 * dots
         out[i : i + rows] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0))
     return out
