@@ -11,7 +11,8 @@ from l2ood import config as C
 from l2ood import tables
 from l2ood.detectors import DETECTORS, Head
 from l2ood.evaluate_detectors import evaluate_detectors
-from l2ood.layout import FEATURES_DIR, FEATURES_HEAD, features_file
+from l2ood.detectors.network import EPSILONS, TEMPERATURES
+from l2ood.layout import FEATURES_DIR, FEATURES_HEAD, features_file, odin_file
 from l2ood.metrics import auroc, fpr95_ood_positive
 from l2ood.models import build_model
 from l2ood.stats import diff_ci
@@ -83,6 +84,12 @@ def write_run(run_dir, head_name, rng, d=6, shift=3.0):
     for (ds, split), (z, y) in sets.items():
         np.savez(run_dir / features_file(ds, split), features=z, labels=np.asarray(y, dtype=np.int64))
     np.savez(run_dir / FEATURES_DIR / FEATURES_HEAD, weight=w, bias=np.zeros(3), head=np.array(head_name))
+    for ds, split in sets:  # ODIN's grid, as the features job stores it for each test set
+        if split == "test":
+            n, axes = len(sets[ds, split][1]), {"temperature": TEMPERATURES, "epsilon": EPSILONS}
+            variants = ["raw", "normalized"] if head_name == "l2" else ["raw"]
+            grids = {v: -rng.random((len(TEMPERATURES), len(EPSILONS), n)) for v in variants}
+            np.savez(run_dir / odin_file(ds), **axes, **grids)
     return sets, w
 
 
@@ -128,8 +135,8 @@ def test_evaluate_detectors_errors(tmp_path):
     write_run(tmp_path, "l2", rng)
     with pytest.raises(ValueError, match="stored head is 'l2' but the run's config says 'nol2'"):
         evaluate_detectors(tmp_path, {**META, "head": "nol2"})
-    with pytest.raises(KeyError, match=r"unknown detectors \['odin'\]"):
-        evaluate_detectors(tmp_path, {**META, "head": "l2"}, names=["odin"])
+    with pytest.raises(KeyError, match=r"unknown detectors \['nonesuch'\]"):
+        evaluate_detectors(tmp_path, {**META, "head": "l2"}, names=["nonesuch"])
     with pytest.raises(TypeError, match="detectors.params.knn"):
         evaluate_detectors(tmp_path, {**META, "head": "l2"}, names=["knn"], params={"knn": {"neighbours": 5}})
     with pytest.raises(FileNotFoundError, match=r"features/nowhere.test.npz is missing"):

@@ -347,6 +347,21 @@ def test_a_training_code_version_bump_retrains_and_a_library_edit_reevaluates(bu
     assert jobs.get("evaluate") == 4 and "train" not in jobs and "infer" not in jobs, jobs
 
 
+def test_choosing_odins_pair_reruns_only_the_detectors_jobs_and_odins_code_the_features(built):
+    """Issue 23 item 2: the features job stores ODIN's scores for the whole (T, eps) grid; the pair a
+    config chooses is the detectors job's param. ODIN's own code is the features job's."""
+    (built / "odin.yaml").write_text("detectors: {params: {odin: {temperature: 1, epsilon: 0.0028}}}")
+    jobs = plan(built, *TINY, "odin.yaml")
+    assert jobs.get("detectors") == 4 and not {"train", "infer", "features", "evaluate"} & set(jobs), jobs
+    restore = edited(built, "workflow/l2ood/odin.py", "BATCH = 256", "BATCH = 128")
+    try:
+        jobs = plan(built, *TINY)
+    finally:
+        restore()
+    assert jobs.get("features") == 4 and jobs.get("detectors") == 4 and not {"train", "infer"} & set(jobs), jobs
+    assert plan(built, *TINY) == {}
+
+
 def test_copied_results_are_kept_or_reported_against_their_recorded_config(built, tmp_path):
     """Item 3: a fresh clone has no Snakemake records; each run's config.yaml says what trained it."""
     clone = copy_workflow(tmp_path / "clone")

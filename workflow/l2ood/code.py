@@ -68,6 +68,15 @@ def _imported_modules(path: Path) -> set[Path]:
     return found
 
 
+def odin_code() -> str:
+    """A digest of ODIN's code and stored grid (l2ood/odin.py, l2ood/detectors/network.py): the features
+    job, which stores ODIN's scores, reruns when either changes, not when another detector does."""
+    h = hashlib.sha256()
+    for path in (LIBRARY / "odin.py", LIBRARY / "detectors" / "network.py"):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @functools.cache
 def code_digest(script: str) -> str:
     """A digest of the content (not the mtime) of ``script`` (a path) and of every library module it

@@ -182,6 +182,11 @@ def infer_code(wildcards):
     return code.training_code()["TRAINING_CODE_VERSION"]
 
 
+def features_code(wildcards):
+    """The features job: inference's code, and ODIN's (whose scores it stores) with its grid."""
+    return {"infer": infer_code(wildcards), "odin": code.odin_code()}
+
+
 # --- studies: metrics, tables, figures -------------------------------------------------------
 
 
@@ -305,7 +310,7 @@ JOB_PARAMS = {
     "prepare": {"spec": prepare_params, "md5": prepare_md5},
     "train": {"cfg": train_params, "engine": train_engine},
     "infer": {"datasets": infer_datasets, "code": infer_code},
-    "features": {"sets": features_sets, "code": infer_code},
+    "features": {"sets": features_sets, "code": features_code},
     "evaluate": {"meta": evaluate_params, "code": script_code("evaluate")},
     "detectors": {"meta": detectors_params, "code": script_code("detectors")},
     "study_metrics": {"code": script_code("study_metrics")},
