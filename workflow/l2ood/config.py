@@ -14,7 +14,8 @@ import hashlib
 import json
 import re
 
-from .code import model_signatures, training_code
+from .code import model_signatures
+from .engine import ENGINE_DEFAULTS, NUMERIC_ENGINE_OPTIONS, TRAINING_CODE_VERSION
 from .layout import DETECTOR_METRICS, METRICS, OUTPUTS_DIR, TRAIN_OUTPUTS, outputs_file, run_file
 
 #: What a run gets for a key it leaves out: the only copy of these defaults (the schema checks
@@ -35,8 +36,6 @@ RUN_DEFAULTS = {
 RECIPE_PROSE = ("source",)
 #: a data set's keys that preparing it does not read: its label, and what training reads
 NOT_PREPARE = ("label", "num_classes", "normalize")
-#: engine options that change the numbers training computes: part of the train rule's params
-NUMERIC_ENGINE_OPTIONS = ("device", "amp", "tf32", "compile", "compile_mode", "channels_last", "deterministic")
 #: the score a table may name besides ``l2ood.scores.SCORES``: evaluate adds it
 EXTRA_SCORES = ("scaled_msp",)
 
@@ -48,7 +47,7 @@ class ConfigError(ValueError):
 def engine_numerics(config: dict) -> dict:
     """The engine options that change what training computes (``NUMERIC_ENGINE_OPTIONS``), defaults
     filled in from ``ENGINE_DEFAULTS``: the train rule's params, so changing one retrains."""
-    engine = {**training_code()["ENGINE_DEFAULTS"], **config["engine"]}
+    engine = {**ENGINE_DEFAULTS, **config["engine"]}
     return {k: engine[k] for k in NUMERIC_ENGINE_OPTIONS}
 
 
@@ -368,7 +367,7 @@ def resolve_run(config: dict, run: str) -> dict:
 
     Besides the run itself: ``threads``, the CPU threads training uses (``threads.train``; the float
     reductions depend on it), and ``training_code_version``, ``TRAINING_CODE_VERSION`` of
-    ``l2ood/train.py``. Both are in the train rule's params and the checkpoint's digest.
+    ``l2ood.engine``. Both are in the train rule's params and the checkpoint's digest.
     """
     spec = run_spec(config, run)
     idspec = config["datasets"][spec["dataset"]]
@@ -385,7 +384,7 @@ def resolve_run(config: dict, run: str) -> dict:
         "recipe_name": spec["recipe"],
         "recipe": run_recipe(config, run),
         "threads": config["threads"]["train"],
-        "training_code_version": training_code()["TRAINING_CODE_VERSION"],
+        "training_code_version": TRAINING_CODE_VERSION,
     }
 
 

@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from l2ood import code
 from l2ood import config as cfglib
 from l2ood import ondisk, plan, sources  # none imports torch: this runs at parse time on every node
+from l2ood.engine import TRAINING_CODE_VERSION
 from l2ood.layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
 from l2ood.layout import prepared_file, prepared_record
 
@@ -223,7 +224,7 @@ def script_code(name):
 
 def infer_code(wildcards):
     """Inference runs the training engine's forward pass: it reruns with TRAINING_CODE_VERSION."""
-    return code.training_code()["TRAINING_CODE_VERSION"]
+    return TRAINING_CODE_VERSION
 
 
 # --- studies: metrics, tables, figures -------------------------------------------------------
