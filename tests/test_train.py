@@ -149,7 +149,7 @@ def test_inference_runs_under_the_engines_backend_flags(tmp_path, monkeypatch, f
     images, labels = tiny_data()
     T.fit(tiny_cfg(epochs=1), images, labels, tmp_path, seed=0)
     flags, backend_flags = [], INF.backend_flags
-    monkeypatch.setattr(T, "backend_flags", lambda *a: (flags.append(a), backend_flags(*a))[1])
+    monkeypatch.setattr(INF, "backend_flags", lambda *a: (flags.append(a), backend_flags(*a))[1])
     seen, load = [], INF.load_model
 
     def observed(*args, **kwargs):
@@ -157,9 +157,9 @@ def test_inference_runs_under_the_engines_backend_flags(tmp_path, monkeypatch, f
         model.register_forward_pre_hook(lambda m, inp: seen.append(torch.are_deterministic_algorithms_enabled()))
         return model, cfg
 
-    monkeypatch.setattr(T, "load_model", observed)
+    monkeypatch.setattr(INF, "load_model", observed)
     engine = {"device": "cpu", "deterministic": True, "tf32": True}
-    getattr(T, fn)(tmp_path / "model.pt", {"x": (images, labels)}, engine=engine)
+    getattr(INF, fn)(tmp_path / "model.pt", {"x": (images, labels)}, engine=engine)
     assert seen and all(seen) and not torch.are_deterministic_algorithms_enabled()
     assert flags and all(a == (True, torch.device("cpu"), True) for a in flags)
 

@@ -169,7 +169,7 @@ def train_params(wildcards):
 
 
 def train_engine(wildcards):
-    """The engine options that change the numbers (l2ood.config.NUMERIC_ENGINE_OPTIONS)."""
+    """The engine options that change the numbers (l2ood.engine.NUMERIC_ENGINE_OPTIONS)."""
     return cfglib.engine_numerics(config)
 
 
