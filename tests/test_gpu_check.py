@@ -39,12 +39,12 @@ def test_one_recipe_per_model_size_and_batch_of_the_paper(gc):
     runs = gc.paper_runs(gc.load_config())
     assert set(gc.recipe_runs(runs)) == PAPER_KEYS
     name, cfg = gc.full_run(runs)
-    assert name in runs and gc.recipe_key(cfg) == "resnet18@32/b1024" and cfg["head"] == "l2" and cfg["recipe"]["epochs"] == 60
-
-
-def test_engine_options_the_engine_lacks_are_listed_not_passed(gc):
-    known, missing = gc.engine_options({"amp": True, "compile_mode": "max-autotune"}, {"amp": "auto", "compile": False})
-    assert known == {"amp": True} and missing == ["compile_mode"]
+    assert (
+        name in runs
+        and gc.recipe_key(cfg) == "resnet18@32/b1024"
+        and cfg["head"] == "l2"
+        and cfg["recipe"]["epochs"] == 60
+    )
 
 
 def test_plan_puts_the_planning_figures_first_and_fits_the_budget_order(gc):
@@ -299,3 +299,26 @@ def test_a_kill_at_any_moment_leaves_every_finished_task_in_the_json(tmp_path):
     while alive_in_group(running["pid"]) and time.time() < deadline:
         time.sleep(0.2)
     assert alive_in_group(running["pid"]) == []
+
+
+def test_the_row_called_the_engines_default_runs_the_engines_default(gc):
+    """The switches row said to be "the engine's CUDA default" is the one whose engine resolves, on
+    CUDA, to what ENGINE_DEFAULTS resolve to (float32 with TF32 and channels-last, not bf16)."""
+    from types import SimpleNamespace
+
+    from l2ood.engine import ENGINE_DEFAULTS
+    from l2ood.inference import resolve_engine
+
+    tasks = gc.plan(SimpleNamespace(smoke=False), gc.load_config())
+    rows = {t["name"]: t for t in tasks if t["part"] == "switches" and t["spec"]}
+    cuda = {"device": "cuda"}
+    default = resolve_engine({**ENGINE_DEFAULTS, **cuda})
+
+    def engine_of(row):
+        e = resolve_engine({**rows[row]["spec"]["engine"], **cuda})
+        return e if rows[row]["spec"]["tf32"] is None else {**e, "tf32": rows[row]["spec"]["tf32"]}
+
+    said = [row for row in rows if "the engine's" in rows[row]["label"] and "default" in rows[row]["label"]]
+    assert said == [gc.DEFAULT_ROW] and engine_of(gc.DEFAULT_ROW) == default
+    assert default["amp"] is False and default["tf32"] is True
+    assert all(engine_of(row)["amp"] for row in rows if row.startswith("bf16"))
