@@ -14,7 +14,7 @@ OPTIMIZER_KEYS = {
 
 
 class MissingRecipeKeyError(KeyError):
-    """A recipe does not state a value that training reads (the engine defaults none of them)."""
+    """A recipe does not state a value that training reads and ``RECIPE_DEFAULTS`` holds none for."""
 
     def __str__(self) -> str:  # KeyError's own would print the message in quotes
         return str(self.args[0])
