@@ -12,11 +12,11 @@ from l2ood import tables
 from l2ood.detectors import DETECTORS, Head
 from l2ood.evaluate_detectors import evaluate_detectors
 from l2ood.detectors.network import EPSILONS, TEMPERATURES
+from l2ood.inference import infer_features
 from l2ood.layout import FEATURES_DIR, FEATURES_HEAD, features_file, odin_file
 from l2ood.metrics import auroc, fpr95_ood_positive
 from l2ood.models import build_model
 from l2ood.stats import diff_ci
-from l2ood.train import infer_features
 
 
 def base_config() -> dict:

@@ -12,6 +12,8 @@ import yaml
 from conftest import ROOT
 from l2ood import config as C
 from l2ood import evaluate as E
+from l2ood import inference as INF
+from l2ood import optim as OPT
 from l2ood import tables as TB
 from l2ood import train as T
 from l2ood.models import build_model
@@ -179,7 +181,7 @@ def test_logitnorm_recipe_is_the_authors():
             "schedule": "multistep", "milestones": [80, 140], "gamma": 0.1, "batch_size": 128, "drop_last": True,
             "weight_decay_exempt": "none", "loss": {"name": "logitnorm", "temperature": 0.04}}  # fmt: skip
     assert {k: r[k] for k in want} == want
-    lrs = [T.learning_rate(r, e) for e in (0, 79, 80, 139, 140, 199)]
+    lrs = [OPT.learning_rate(r, e) for e in (0, 79, 80, 139, 140, 199)]
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
@@ -217,7 +219,7 @@ def test_gtsrb_trains_without_flips_tinyimagenet_with_padding_4():
 
 
 def groups_by_name(model, recipe):
-    opt = T.build_optimizer(model, recipe)
+    opt = OPT.build_optimizer(model, recipe)
     names = {id(p): n for n, p in model.named_parameters()}
     return {g["weight_decay"]: {names[id(p)] for p in g["params"]} for g in opt.param_groups}
 
@@ -258,7 +260,7 @@ def test_no_exemption_decays_everything():
     groups = groups_by_name(model, {**ADAMW, "weight_decay_exempt": "none"})
     assert groups == {0.06: {n for n, _ in model.named_parameters()}}
     with pytest.raises(ValueError, match="unknown weight_decay_exempt 'bn'"):
-        T.build_optimizer(model, {**ADAMW, "weight_decay_exempt": "bn"})
+        OPT.build_optimizer(model, {**ADAMW, "weight_decay_exempt": "bn"})
 
 
 @pytest.mark.parametrize("drop_last, steps", [(True, 2), (False, 3)])
@@ -269,7 +271,7 @@ def test_drop_last_leaves_out_the_partial_batch(drop_last, steps):
                       "drop_last": drop_last}}  # fmt: skip
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 255, (10, 8, 8, 3)).astype(np.uint8), np.arange(10) % 3
-    e = T.resolve_engine({"device": "cpu"})
+    e = INF.resolve_engine({"device": "cpu"})
     run = T.setup(cfg, images, labels, 0, e, torch.device("cpu"))
     row = T.train_epoch(run, 0)
     taken = {int(s["step"]) for s in run.optimizer.state.values()}

@@ -26,6 +26,7 @@ from conftest import ROOT
 from l2ood import code
 from l2ood import config as C
 from l2ood import plan as P
+from l2ood.engine import ENGINE_DEFAULTS, TRAINING_CODE_VERSION
 from workflow_files import copy_workflow, job_stats
 
 TINY = ["--configfile", "tests/config/tiny.yaml"]  # more files follow it: a second --configfile replaces the first
@@ -58,7 +59,7 @@ def test_training_code_version_is_kept_honest():
     version, digest = training_code.recorded()
     assert (version, digest) == (training_code.version(), training_code.digest()), (
         "the code TRAINING_CODE_VERSION covers changed: if it changes what training computes, bump "
-        "TRAINING_CODE_VERSION in workflow/l2ood/train.py; either way run `python tests/training_code.py`"
+        "TRAINING_CODE_VERSION in workflow/l2ood/engine.py; either way run `python tests/training_code.py`"
     )
 
 
@@ -76,13 +77,8 @@ def test_the_training_code_digest_ignores_words_but_not_code(tmp_path, monkeypat
 
 
 def test_parse_time_reads_match_the_library():
-    from l2ood import train
     from l2ood.models import REGISTRY
 
-    assert code.training_code() == {
-        "TRAINING_CODE_VERSION": train.TRAINING_CODE_VERSION,
-        "ENGINE_DEFAULTS": train.ENGINE_DEFAULTS,
-    }
     builders = {n: tuple(p for p in inspect.signature(f).parameters if p != "image_size") for n, f in REGISTRY.items()}
     assert code.model_signatures() == builders
 
@@ -187,7 +183,7 @@ def test_seeds_are_a_count_or_a_list_and_only_seeds_picks_a_subset(config):
 
 def test_recorded_differences_name_each_changed_value(config):
     run = "demo-smallcnn-l2"
-    engine = {**code.training_code()["ENGINE_DEFAULTS"], **config["engine"]}
+    engine = {**ENGINE_DEFAULTS, **config["engine"]}
     recorded = {**C.resolve_run(config, run), "seed": 1, "engine": engine}  # as scripts/train.py writes it
     recorded["recipe"]["source"] = "an older citation"  # prose recorded by older versions does not count
     assert C.recorded_differences(recorded, config, run, 1) == []
@@ -209,7 +205,8 @@ def test_a_model_does_not_depend_on_the_jobs_thread_count(config, tmp_path):
     """Item 6: torch's thread count changes a CPU model's float reductions; training sets it from the
     config, whatever thread count the job started with (Snakemake's --cores)."""
     from l2ood.data import digits_splits
-    from l2ood.train import config_digest, fit
+    from l2ood.checkpoint import config_digest
+    from l2ood.train import fit
 
     config["recipes"]["demo-sgd60"].update(epochs=2, milestones=[1])
     config["threads"]["train"] = 2
@@ -330,9 +327,9 @@ def test_what_changes_a_model_retrains_it(built, extra):
 
 
 def test_a_training_code_version_bump_retrains_and_a_library_edit_reevaluates(built):
-    v = code.training_code()["TRAINING_CODE_VERSION"]
+    v = TRAINING_CODE_VERSION
     restore = edited(
-        built, "workflow/l2ood/train.py", f"TRAINING_CODE_VERSION = {v}\n", f"TRAINING_CODE_VERSION = {v + 1}\n"
+        built, "workflow/l2ood/engine.py", f"TRAINING_CODE_VERSION = {v}\n", f"TRAINING_CODE_VERSION = {v + 1}\n"
     )
     try:
         jobs = plan(built, *TINY)

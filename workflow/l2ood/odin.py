@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .detectors.network import EPSILONS, TEMPERATURES
-from .train import _check_image_size, _inference_setup, model_input, to_device_images
+from .inference import _check_image_size, _inference_setup, model_input, to_device_images
 
 #: images per forward/backward pass
 BATCH = 256

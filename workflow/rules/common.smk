@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from l2ood import code
 from l2ood import config as cfglib
 from l2ood import plan, sources  # none imports torch: this runs at parse time on every node
+from l2ood.engine import TRAINING_CODE_VERSION
 from l2ood.layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
 from l2ood.layout import COMPARISON, COMPARISON_FORMATS, FIGURE_FORMATS, figure_file, prepared_file, prepared_record
 from l2ood.layout import study_file, table_file
@@ -124,7 +125,7 @@ def train_params(wildcards):
 
 
 def train_engine(wildcards):
-    """The engine options that change the numbers (l2ood.config.NUMERIC_ENGINE_OPTIONS)."""
+    """The engine options that change the numbers (l2ood.engine.NUMERIC_ENGINE_OPTIONS)."""
     return cfglib.engine_numerics(config)
 
 
@@ -179,7 +180,7 @@ def script_code(name):
 
 def infer_code(wildcards):
     """Inference runs the training engine's forward pass: it reruns with TRAINING_CODE_VERSION."""
-    return code.training_code()["TRAINING_CODE_VERSION"]
+    return TRAINING_CODE_VERSION
 
 
 def features_code(wildcards):

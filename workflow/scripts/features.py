@@ -7,9 +7,9 @@ claim_gpu(snakemake)  # first: before torch starts CUDA
 
 from l2ood.data import load_split  # noqa: E402
 from l2ood.fileio import save_npz  # noqa: E402
+from l2ood.inference import infer_features  # noqa: E402
 from l2ood.layout import FEATURES_HEAD, features_file, odin_file  # noqa: E402
 from l2ood.odin import odin_sets  # noqa: E402
-from l2ood.train import infer_features  # noqa: E402
 
 out_dir = Path(snakemake.output[0])  # (the rule declares run_dir / FEATURES_DIR)
 out_dir.mkdir(parents=True, exist_ok=True)
