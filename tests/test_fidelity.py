@@ -1,6 +1,6 @@
 """The package's departures from the paper and its sources, fixed (issue 14): each fixed value pinned.
 
-The values come from the sources the README's "Choices the paper leaves open" table cites; where a
+The values come from the sources docs/choices.md ("Choices the paper leaves open") cites; where a
 test pins a constant, the constant is the source's, not the package's output.
 """
 
