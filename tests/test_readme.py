@@ -100,6 +100,7 @@ def test_every_readme_command_is_run_somewhere():
             assert cmd in ci or cmd.endswith("bash .ci/run"), cmd  # (`pytest` ends CI's install-and-test line)
 
 
+@pytest.mark.slow
 def test_the_readme_snakemake_commands_plan(tmp_path):
     """Every target and option of the README's snakemake commands, in one dry run per option set; the
     first screen's Table 8 is 30 training jobs; the profile, the only_seeds subset and the one-run
@@ -126,6 +127,7 @@ def test_the_readme_snakemake_commands_plan(tmp_path):
         assert proc.returncode == 0 and proc.jobs["train"] == 1, proc.text[-3000:]
 
 
+@pytest.mark.slow
 def test_the_readme_unlock_command_runs():
     cmd = next(c for c in readme_commands() if "--unlock" in c)
     proc = subprocess.run(shlex.split(cmd), cwd=ROOT, capture_output=True, text=True, timeout=300)
