@@ -6,7 +6,6 @@ typos and broken files are reported before any job runs. The workflow cases shar
 of the tiny demo and use dry runs (`-n`) where the plan proves the point.
 """
 
-import inspect
 import os
 import re
 import shlex
@@ -65,18 +64,6 @@ def test_the_training_code_digest_ignores_words_but_not_code(tmp_path, monkeypat
     assert training_code.digest() == before
     losses.write_text(text + "\nEPSILON = 1e-12\n")
     assert training_code.digest() != before
-
-
-def test_parse_time_reads_match_the_library():
-    from l2ood import train
-    from l2ood.models import REGISTRY
-
-    assert code.training_code() == {
-        "TRAINING_CODE_VERSION": train.TRAINING_CODE_VERSION,
-        "ENGINE_DEFAULTS": train.ENGINE_DEFAULTS,
-    }
-    builders = {n: tuple(p for p in inspect.signature(f).parameters if p != "image_size") for n, f in REGISTRY.items()}
-    assert code.model_signatures() == builders
 
 
 def test_prose_is_in_no_params_and_what_trains_is(config):
