@@ -1,5 +1,6 @@
 """The test SLURM daemons (tests/slurm/cluster.py, started as root) stop when the process that
-started them dies without stopping them: pytest killed with SIGKILL or SIGTERM runs no finalizer.
+started them dies without stopping them: pytest killed with SIGKILL or SIGTERM runs no finalizer, and a
+Ctrl-C (SIGINT) stops a pytest whose cluster was started outside a fixture.
 About 10 s a case; needs SLURM and root as tests/test_slurm.py does."""
 
 import os
@@ -38,7 +39,7 @@ def alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited: only its parent's wait is missing
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"])
 def test_the_daemons_stop_when_pytest_is_killed(tmp_path, sig):
     reason = slurm_cluster.missing()
     if reason:
