@@ -57,7 +57,9 @@ def test_the_daemons_stop_when_pytest_is_killed(tmp_path, sig):
         deadline = time.monotonic() + 120
         while not pids.exists() and inner.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert pids.exists(), inner.communicate(timeout=30)[0].decode()[-3000:] if inner.poll() is not None else "no start"
+        if not pids.exists():
+            inner.kill()
+            raise AssertionError(f"no cluster started:\n{inner.communicate(timeout=30)[0].decode()[-3000:]}")
         time.sleep(0.2)  # the PIDs are written whole (one short write); let it land
         daemons = [int(p) for p in pids.read_text().split()]
         assert len(daemons) == 3 and all(alive(p) for p in daemons), daemons
