@@ -68,6 +68,9 @@ def snakemake(cwd: Path, *args: str, check=True, timeout=600, env=None, log=None
         out, err = proc.communicate()
         text = Path(log).read_text() if log else out + err
         raise AssertionError(f"snakemake {' '.join(args)} killed after {timeout} s:\n{text[-4000:]}") from None
+    except BaseException:  # a Ctrl-C of pytest: its own session would not get it, so it goes with us
+        kill_group(proc)
+        raise
     if log is not None:
         out, err = Path(log).read_text(), ""
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
