@@ -149,6 +149,7 @@ def dry_run(*targets):
     return proc.jobs, runs
 
 
+@pytest.mark.slow
 def test_one_table_plans_only_its_runs(config):
     jobs, runs = dry_run("results/paper/tables/table4.md")
     rows = config["studies"]["paper"]["tables"]["table4"]["rows"]
@@ -158,12 +159,14 @@ def test_one_table_plans_only_its_runs(config):
     assert "download_gtsrb" not in jobs and "paper_vs_reproduced" not in jobs
 
 
+@pytest.mark.slow
 def test_table6_needs_only_tinyimagenet_svhn_and_cifar100(config):
     jobs, runs = dry_run("results/paper/tables/table6.md")
     assert runs == {r for r in config["runs"] if r.startswith("tinyimagenet-")}
     assert set(j for j in jobs if j.startswith("download")) == {"download_tinyimagenet", "download_svhn", "download_cifar100"}
 
 
+@pytest.mark.slow
 def test_whole_paper_plans_quickly():
     start = time.perf_counter()
     jobs, runs = dry_run("paper")

@@ -18,16 +18,11 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT
-from workflow_files import copy_workflow, job_stats
+from workflow_files import copy_workflow, job_stats, snakemake
+
+pytestmark = pytest.mark.slow  # every test here runs Snakemake: the demo, a dry run or a lint
 
 TINY = ["--configfile", "tests/config/tiny.yaml"]
-
-
-def snakemake(cwd, *args, check=True, timeout=600):
-    proc = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
