@@ -12,6 +12,18 @@ TESTED_IN = {
     "evaluate_detectors": "test_detectors_workflow.py",
     "results": "test_ondisk.py",
     "layout": "test_checkpoint.py",  # names only: every test that finds a file uses them
+    "inference": "test_train.py",
+    "optim": "test_train.py",
+    "epochlog": "test_train_progress.py",
+    "invocation": "test_ondisk.py",
+    "config_checks": "test_config.py",  # through l2ood.config, which names each (a test pins that)
+    "config_runs": "test_config.py",
+    "config_schema": "test_config.py",
+    "config_studies": "test_config.py",
+    "plotting": "test_figures.py",
+    "detector_figure": "test_detector_families.py",
+    "table_cells": "test_tables.py",
+    "table_render": "test_tables.py",
 }
 
 
