@@ -27,10 +27,11 @@ import torchvision.transforms as T
 from PIL import Image
 
 from l2ood import augment as aug
+from l2ood.inference import to_device_images
 from l2ood.losses import build_loss
 from l2ood.mix import mix
 from l2ood.models import build_model
-from l2ood.train import build_optimizer, to_device_images
+from l2ood.optim import build_optimizer
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # CIFAR-10
 RECIPE = {

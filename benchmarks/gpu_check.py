@@ -51,12 +51,8 @@ and those not run (``pending``). Each task's log stays in ``<json stem>-logs/`` 
    the first ones are counted too): not a sum of per-process medians, whose epochs overlap only
    in part.
 
-An engine option this script needs but ``l2ood.train.ENGINE_DEFAULTS`` lacks is not passed: the
-row says "not supported by this engine version" (compile modes need ``compile_mode``; TF32 is
-set with torch's own switches before ``fit`` when the engine has no ``tf32`` option).
-
 JSON schema (``"schema": 1``); every task entry has ``status`` ("ok", "failed", "timeout",
-"skipped", "not supported"), ``wall_s``, ``timeout_s``, and on failure ``error`` (its log's tail)::
+"skipped"), ``wall_s``, ``timeout_s``, and on failure ``error`` (its log's tail)::
 
     {"schema": 1, "smoke": false, "gpu": "NVIDIA H100 80GB HBM3", "device": "cuda",
      "torch": "2.x", "cuda": "12.x", "cudnn": 90100, "started": "2025-01-01T12:00:00",
@@ -113,7 +109,6 @@ BAR_S = 60  # ResNet18-L2 60 epochs at batch 1024, process start to model.pt, on
 RESUME_ATOL, RESUME_RTOL = 1e-6, 1e-6
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 DEFAULT_ROW = "fp32_tf32"  # the switches row that runs the engine's own CUDA default
-COMPILE_MODE_OPTION = "compile_mode"  # the engine option a compile mode needs (absent: "not supported")
 CONCURRENCY = (1, 2, 4)
 PARTS = ("full60", "resume", "determinism", "recipes", "switches", "concurrency")
 
@@ -128,9 +123,11 @@ SMOKE_MODEL_KWARGS = {
 SMOKE_BATCH = 16
 
 
-def throughput_key(cfg: dict) -> str:
-    """``"<model>@<image size>/b<batch size>"``, e.g. ``"resnet50@64/b512"``: what throughput depends on."""
-    return f"{cfg['model']}@{cfg['image_size']}/b{cfg['recipe']['batch_size']}"
+def recipe_key(cfg: dict) -> str:
+    """``l2ood.plan.throughput_key`` of a resolved run config: the key ``l2ood.plan`` reads its speed by."""
+    from l2ood.plan import throughput_key  # no snakemake, no jsonschema: l2ood.config loads that lazily
+
+    return throughput_key(cfg["model"], cfg["image_size"], cfg["recipe"]["batch_size"])
 
 
 # --- what to run ------------------------------------------------------------------------------
@@ -164,7 +161,7 @@ def recipe_runs(runs: dict) -> dict:
     """``{throughput_key: (run, cfg)}``: one run per distinct key, an L2 run where there is one."""
     out = {}
     for name, cfg in sorted(runs.items(), key=lambda kv: kv[1]["head"] != "l2"):
-        out.setdefault(throughput_key(cfg), (name, cfg))
+        out.setdefault(recipe_key(cfg), (name, cfg))
     return dict(sorted(out.items()))
 
 
@@ -182,31 +179,22 @@ def shrink(cfg: dict, smoke: bool, epochs: int | None = None, probe_size: int | 
     return cfg
 
 
-def engine_options(wanted: dict, supported) -> tuple[dict, list[str]]:
-    """(the options the engine knows, the names of those it does not)."""
-    return {k: v for k, v in wanted.items() if k in supported}, sorted(set(wanted) - set(supported))
-
-
 def plan(args, config: dict) -> list[dict]:
     """Every task, in the order they run (the budget cuts the tail): the planning figures first (each
     recipe's throughput, then resume), the rest after. ``need_s`` is a task's least time on an
     H100-class GPU, its start-up included: a task with less time left is not started."""
-    from l2ood.train import ENGINE_DEFAULTS
-
     smoke = args.smoke
-    base_engine, _ = engine_options(dict(config.get("engine", {})), ENGINE_DEFAULTS)  # config's extras: not engine's
+    base_engine = dict(config.get("engine", {}))
     if smoke:
         base_engine["device"] = "cpu"
-    # an option this script asks for that the engine lacks is dropped by train() and listed as not supported
     threads = 1 if smoke else int(config.get("threads", {}).get("train", 1))
     runs = paper_runs(config)
     full_name, full_cfg = full_run(runs)
     timeout = (lambda s: 300) if smoke else (lambda s: s)
 
     def train(cfg, n, engine=None, seed=0, tf32=None, **extra):
-        known, missing = engine_options({**base_engine, **(engine or {})}, ENGINE_DEFAULTS)
-        return {"kind": "train", "cfg": cfg, "n": n, "seed": seed, "engine": known, "tf32": tf32,
-                "threads": threads, "not_supported": missing, **extra}  # fmt: skip
+        return {"kind": "train", "cfg": cfg, "n": n, "seed": seed, "engine": {**base_engine, **(engine or {})},
+                "tf32": tf32, "threads": threads, **extra}  # fmt: skip
 
     tasks = []
     by_key = recipe_runs(runs)  # what l2ood.plan reads: first
@@ -250,19 +238,15 @@ def plan(args, config: dict) -> list[dict]:
                       "need_s": STARTUP_S + 10, "spec": train(cfg, n_sw, engine, tf32=tf32)})  # fmt: skip
     compile_rows = []
     for mode in COMPILE_MODES:
-        engine = {"compile": True}
-        if COMPILE_MODE_OPTION in ENGINE_DEFAULTS:
-            engine[COMPILE_MODE_OPTION] = mode
-        elif mode != "default":
-            engine = None  # the engine cannot be asked for this mode
+        engine = {"compile": True, "compile_mode": mode}
         compile_rows.append({"part": "switches", "name": f"compile_{mode}", "label": f"torch.compile mode {mode} (float32 default)",
                              "timeout": timeout({"max-autotune": 240}.get(mode, 150)), "cold_cache": True,
                              "need_s": STARTUP_S + {"max-autotune": 150}.get(mode, 60),
-                             "spec": train(sw, n_sw, engine) if engine else None,
+                             "spec": train(sw, n_sw, engine),
                              "skip": "smoke: compiling takes minutes on a CPU" if smoke else None})  # fmt: skip
     tasks.append(compile_rows[0])
 
-    conc_keys = [throughput_key(full_cfg)]
+    conc_keys = [recipe_key(full_cfg)]
     small = [k for k, (_, c) in by_key.items() if c["model"] == "resnet18" and c["image_size"] == 32]
     conc_keys.append(min(small, key=lambda k: by_key[k][1]["recipe"]["batch_size"]))  # LogitNorm+'s 128
     for key in dict.fromkeys(conc_keys):
@@ -349,9 +333,6 @@ def kill_group(proc) -> None:
 def run_task(task: dict, workdir: Path, left_s: float, on_start=None) -> dict:
     """Run one task in its own process group; its JSON entry."""
     entry = {"timeout_s": round(min(task["timeout"], left_s)), **({"label": task["label"]} if "label" in task else {})}
-    if task.get("spec") is None:
-        return {**entry, "status": "not supported", "wall_s": 0.0,
-                "note": f"not supported by this engine version (needs engine option {COMPILE_MODE_OPTION!r})"}  # fmt: skip
     if task.get("skip"):
         return {**entry, "status": "skipped", "wall_s": 0.0, "note": task["skip"]}
     need = task.get("need_s", STARTUP_S)
@@ -399,18 +380,9 @@ def synthetic_images(n: int, size: int, num_classes: int, seed: int = 0) -> tupl
     return images.astype(np.uint8), labels.astype(np.int64)
 
 
-def set_tf32(torch, on: bool) -> None:
-    precision = "tf32" if on else "ieee"
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9; the old flags clash with it
-        torch.backends.cuda.matmul.fp32_precision = precision
-        torch.backends.cudnn.conv.fp32_precision = precision
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
-
-
 def tf32_flags(torch) -> dict:
     """Whether float32 matmuls and convolutions may use TF32: the switches the engine sets
-    (``l2ood.train.backend_flags``: the matmul precision, "high" = TF32, and cuDNN's allow_tf32)."""
+    (``l2ood.inference.backend_flags``: the matmul precision, "high" = TF32, and cuDNN's allow_tf32)."""
     return {"matmul": torch.get_float32_matmul_precision(), "conv": bool(torch.backends.cudnn.allow_tf32)}
 
 
@@ -438,12 +410,12 @@ def common_rate(windows: list[list[tuple[float, float]]], images: int) -> tuple[
     return done / (hi - lo), hi - lo
 
 
-def recording_flags(train_module, torch, record: dict):
-    """Wrap ``train_module.backend_flags`` (which ``fit`` enters before training and leaves after) so
-    that ``record`` gets the TF32 flags as ``fit`` set them, not as they were before it ran."""
+def recording_flags(module, torch, record: dict):
+    """Wrap ``module.backend_flags`` (``l2ood.inference``'s, which ``fit`` enters before training and
+    leaves after) so that ``record`` gets the TF32 flags as ``fit`` set them, not as they were before it ran."""
     import contextlib
 
-    inner = train_module.backend_flags
+    inner = module.backend_flags
 
     @contextlib.contextmanager
     def wrapper(*args, **kwargs):
@@ -466,19 +438,16 @@ def task_train(spec: dict) -> dict:
     """One ``fit``; its timings, history and peak memory."""
     import torch
 
+    from l2ood import inference
     from l2ood import train as train_module
-    from l2ood.train import ENGINE_DEFAULTS, fit, resolve_engine
+    from l2ood.inference import resolve_engine
+    from l2ood.train import fit
 
     torch.set_num_threads(spec["threads"])
     engine = dict(spec["engine"])
     cuda = torch.device(resolve_engine(engine)["device"]).type == "cuda"
-    notes = []
     if spec.get("tf32") is not None:
-        if "tf32" in ENGINE_DEFAULTS:
-            engine["tf32"] = spec["tf32"]
-        else:
-            set_tf32(torch, spec["tf32"])
-            notes.append("TF32 set with torch's switches (the engine has no tf32 option)")
+        engine["tf32"] = spec["tf32"]
     if cuda:
         torch.cuda.init()
         torch.cuda.reset_peak_memory_stats()
@@ -492,7 +461,7 @@ def task_train(spec: dict) -> dict:
                 raise TimeoutError("no go signal within 120 s")
             time.sleep(0.005)
     tf32_state = {}  # filled in by fit's own backend_flags, once it has set them
-    train_module.backend_flags = recording_flags(train_module, torch, tf32_state)
+    inference.backend_flags = recording_flags(inference, torch, tf32_state)  # what fit's engine_flags calls
     epoch_windows = []  # each epoch's (start, end): the concurrency part's common window
     train_module.train_epoch = timing_epochs(train_module, epoch_windows)
     fit_start = time.time()
@@ -510,8 +479,7 @@ def task_train(spec: dict) -> dict:
         "process_start": PROCESS_START, "setup_s": fit_start - PROCESS_START, "fit_s": fit_end - fit_start,
         "model_mtime": model_mtime, "tf32": tf32_state, "epoch_windows": epoch_windows,
         "peak_memory_gib": memory, "memory_kind": kind, "final_loss": history[-1]["loss"],
-        "losses": [r["loss"] for r in history], "engine": engine, **({"note": "; ".join(notes)} if notes else {}),
-        **({"not_supported": spec["not_supported"]} if spec.get("not_supported") else {}),
+        "losses": [r["loss"] for r in history], "engine": engine,
     }  # fmt: skip
 
 
@@ -661,7 +629,7 @@ def assemble(tasks: list[dict], entries: list[dict | None], smoke: bool, started
     """The report of the tasks finished so far (``None``: not finished; listed in ``pending``)."""
     import torch
 
-    from l2ood.train import ENGINE_DEFAULTS
+    from l2ood.engine import ENGINE_DEFAULTS
 
     parts = {part: {} for part in PARTS}
     pending = [f"{t['part']}/{t['name']}" for t, e in zip(tasks, entries) if e is None]

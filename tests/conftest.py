@@ -6,3 +6,79 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
+
+
+# --- the fast subset runs no workflow ---------------------------------------------------------
+# `pytest -m "not slow and not slurm"` is the developer's quick check: a test that starts
+# `snakemake` (a run, a dry run, a lint) must be marked slow. While a test without the mark sets
+# up, runs and tears down, `snakemake` on PATH is a stand-in that records the call and fails, and
+# the test errors naming the command, so a forgotten mark is caught on the first fast run.
+
+import atexit  # noqa: E402
+import os  # noqa: E402
+import shlex  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+import pytest  # noqa: E402
+
+_GUARD = Path(tempfile.mkdtemp(prefix="l2ood-no-snakemake-"))
+_GUARD_LOG = _GUARD / "calls"
+atexit.register(shutil.rmtree, _GUARD, ignore_errors=True)
+(_GUARD / "snakemake").write_text(
+    "#!/bin/sh\n"
+    f'printf "%s\\n" "$*" >> {shlex.quote(str(_GUARD_LOG))}\n'
+    'echo "snakemake started by a test not marked slow: add @pytest.mark.slow (tests/conftest.py)" >&2\n'
+    "exit 97\n"
+)
+(_GUARD / "snakemake").chmod(0o755)
+
+
+def _guarded(item):
+    """Run one phase of a test not marked slow with the stand-in first on PATH; raise if it was called."""
+    if item.get_closest_marker("slow") is not None:
+        return None
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{_GUARD}{os.pathsep}{path}"
+    _GUARD_LOG.unlink(missing_ok=True)
+    return path
+
+
+def _check(path):
+    if path is None:
+        return
+    os.environ["PATH"] = path
+    if _GUARD_LOG.exists():
+        calls = _GUARD_LOG.read_text().splitlines()
+        _GUARD_LOG.unlink()
+        raise pytest.fail.Exception(
+            f"this test is not marked slow but started snakemake {calls}: mark it @pytest.mark.slow "
+            "(the fast subset, `pytest -m \"not slow and not slurm\"`, runs no workflow)"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    path = _guarded(item)
+    try:
+        return (yield)
+    finally:
+        _check(path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    path = _guarded(item)
+    try:
+        return (yield)
+    finally:
+        _check(path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    path = _guarded(item)
+    try:
+        return (yield)
+    finally:
+        _check(path)

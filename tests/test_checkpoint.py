@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train import tiny_cfg, tiny_data
+from test_train import infer, tiny_cfg, tiny_data
 
+from l2ood import checkpoint as CK
+from l2ood import inference as INF
 from l2ood import train as T
 from l2ood.fileio import DamagedFileError
 from l2ood.layout import CHECKPOINT
@@ -91,21 +93,21 @@ def test_a_checkpoint_of_another_split_is_not_resumed(tmp_path, caplog):
 
 
 def test_the_identity_covers_each_numeric_engine_option_and_the_data():
-    from l2ood.config import NUMERIC_ENGINE_OPTIONS
+    from l2ood.engine import NUMERIC_ENGINE_OPTIONS
 
     cfg, images, labels = tiny_cfg(), *tiny_data()
-    e = T.resolve_engine({"device": "cpu"})
-    data = T.data_digest(images, labels)
-    base = T.config_digest(cfg, 0, e, data)
+    e = INF.resolve_engine({"device": "cpu"})
+    data = CK.data_digest(images, labels)
+    base = CK.config_digest(cfg, 0, e, data)
     changed = {"device": "cuda", "amp": True, "tf32": True, "compile": True, "compile_mode": "max-autotune",
                "channels_last": True, "deterministic": True}  # fmt: skip
     assert sorted(changed) == sorted(NUMERIC_ENGINE_OPTIONS)
     for key, value in changed.items():
-        assert T.config_digest(cfg, 0, {**e, key: value}, data) != base, key
-    assert T.config_digest(cfg, 0, {**e, "log_every": 7, "checkpoint_minutes": 1}, data) == base
+        assert CK.config_digest(cfg, 0, {**e, key: value}, data) != base, key
+    assert CK.config_digest(cfg, 0, {**e, "log_every": 7, "checkpoint_minutes": 1}, data) == base
     other = images.copy()
     other[0, 0, 0, 0] ^= 1  # one pixel
-    assert T.data_digest(other, labels) != data and T.data_digest(images, labels[::-1].copy()) != data
+    assert CK.data_digest(other, labels) != data and CK.data_digest(images, labels[::-1].copy()) != data
 
 
 # --- item 9: nothing is loaded with pickle's full power --------------------------------------------
@@ -139,11 +141,11 @@ def test_a_crafted_model_file_runs_nothing_and_is_named(tmp_path, fmt):
     with pytest.raises(
         DamagedFileError, match=rf"cannot read {re.escape(str(model))}: it holds more than tensors .* Delete it"
     ):
-        T.load_model(model)
+        INF.load_model(model)
     with pytest.raises(DamagedFileError, match="not run"):
-        T.infer_sets(model, {"x": (images, labels)})
+        INF.infer_sets(model, {"x": (images, labels)})
     with pytest.raises(DamagedFileError):
-        T.infer_features(model, {"x": (images, labels)})
+        INF.infer_features(model, {"x": (images, labels)})
     assert not marker.exists()
 
 
@@ -163,17 +165,17 @@ def test_a_crafted_checkpoint_runs_nothing_and_is_moved_aside(tmp_path, caplog, 
 def test_a_checkpoint_holds_only_what_weights_only_reads_and_restores_every_rng(tmp_path):
     """numpy's RNG state and the probe history are stored as tensors and plain values."""
     images, labels = tiny_data()
-    e, cpu = T.resolve_engine({"device": "cpu"}), torch.device("cpu")
+    e, cpu = INF.resolve_engine({"device": "cpu"}), torch.device("cpu")
     run = T.setup(tiny_cfg(), images, labels, 0, e, cpu)
     progress = T.new_progress()
     T.record_probe(progress, 0, T.probe_features(run), None, run.probe_labels)
     np.random.seed(7)
     np.random.standard_normal()  # a cached Gaussian is part of the state too
     saved = np.random.get_state()
-    T.save_checkpoint(tmp_path / CHECKPOINT, run, progress)
+    CK.save_checkpoint(tmp_path / CHECKPOINT, run, progress)
     torch.load(tmp_path / CHECKPOINT, weights_only=True)  # no error
     np.random.seed(99)
-    back = T.load_checkpoint(tmp_path / CHECKPOINT, T.setup(tiny_cfg(), images, labels, 0, e, cpu))
+    back = CK.load_checkpoint(tmp_path / CHECKPOINT, T.setup(tiny_cfg(), images, labels, 0, e, cpu))
     now = np.random.get_state()
     assert now[0] == saved[0] and np.array_equal(now[1], saved[1]) and now[2:] == saved[2:]
     assert isinstance(back["norms"][0], np.ndarray) and np.array_equal(back["norms"][0], progress["norms"][0])
@@ -206,7 +208,7 @@ def test_a_truncated_model_is_named_with_its_fix(tmp_path):
     with pytest.raises(
         DamagedFileError, match=rf"cannot read {re.escape(str(model))}: .*Delete it and run snakemake again"
     ):
-        T.infer(model, images, labels)
+        infer(model, images, labels)
 
 
 def test_a_truncated_outputs_file_is_named_with_its_fix(tmp_path):
@@ -238,7 +240,7 @@ def test_a_full_disk_is_named_when_torch_writes(tmp_path):
     target = tmp_path / "model.pt"
     full_disk(target)
     with pytest.raises(OSError, match=rf"no space left on {re.escape(str(tmp_path))} \(writing model.pt"):
-        T.atomic_torch_save({"x": torch.zeros(1000)}, target)
+        CK.atomic_torch_save({"x": torch.zeros(1000)}, target)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -264,11 +266,11 @@ def test_stale_temporaries_of_dead_writers_are_removed_at_the_next_start(tmp_pat
 
 def test_the_log_says_what_differs():
     cfg = tiny_cfg()
-    e = T.resolve_engine({"device": "cpu"})
-    saved = T.run_identity(cfg, 0, e, "abc")
-    now = T.run_identity(tiny_cfg(lr=0.2), 1, {**e, "deterministic": True}, "abd")
-    assert T.identity_differences(saved, now) == (
+    e = INF.resolve_engine({"device": "cpu"})
+    saved = CK.run_identity(cfg, 0, e, "abc")
+    now = CK.run_identity(tiny_cfg(lr=0.2), 1, {**e, "deterministic": True}, "abd")
+    assert CK.identity_differences(saved, now) == (
         "config differs: recipe.lr 0.1, now 0.2; seed differs: 0, now 1; engine differs: deterministic False, now True; "
         "training data differ (another prepared split: its content digest changed)"
     )
-    assert "not recorded" in T.identity_differences(None, now)
+    assert "not recorded" in CK.identity_differences(None, now)

@@ -149,6 +149,7 @@ def dry_run(*targets):
     return proc.jobs, runs
 
 
+@pytest.mark.slow
 def test_one_table_plans_only_its_runs(config):
     jobs, runs = dry_run("results/paper/tables/table4.md")
     rows = config["studies"]["paper"]["tables"]["table4"]["rows"]
@@ -158,12 +159,14 @@ def test_one_table_plans_only_its_runs(config):
     assert "download_gtsrb" not in jobs and "paper_vs_reproduced" not in jobs
 
 
+@pytest.mark.slow
 def test_table6_needs_only_tinyimagenet_svhn_and_cifar100(config):
     jobs, runs = dry_run("results/paper/tables/table6.md")
     assert runs == {r for r in config["runs"] if r.startswith("tinyimagenet-")}
     assert set(j for j in jobs if j.startswith("download")) == {"download_tinyimagenet", "download_svhn", "download_cifar100"}
 
 
+@pytest.mark.slow
 def test_whole_paper_plans_quickly():
     start = time.perf_counter()
     jobs, runs = dry_run("paper")
@@ -172,3 +175,14 @@ def test_whole_paper_plans_quickly():
     assert jobs["table"] == 10 and jobs["figure"] == 8 and jobs["paper_vs_reproduced"] == 1
     assert jobs["features"] == jobs["detectors"] == 45  # Table 4's three CIFAR-10 ResNet18 runs x 15 seeds only
     assert seconds < 60  # the bar is 30 s on this machine; generous here for a loaded CI
+
+
+def test_config_names_each_function_of_its_rooms():
+    """l2ood.config is the one name rules, scripts and tests call: every public name of the four
+    config_* modules is there, the same object (a name added to a room and not to config fails)."""
+    from l2ood import config_checks, config_runs, config_schema, config_studies
+
+    for room in (config_checks, config_runs, config_schema, config_studies):
+        public = [n for n, v in vars(room).items() if not n.startswith("_") and getattr(v, "__module__", None) == room.__name__]
+        missing = [n for n in public if getattr(C, n, None) is not getattr(room, n)]
+        assert not missing, f"{room.__name__}: {missing} not named by l2ood.config"

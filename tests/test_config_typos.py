@@ -112,7 +112,7 @@ def test_each_typo_stops_a_dry_run_before_any_job(tmp_path, name, update, messag
         (lambda c: c["studies"]["demo"]["figures"]["detectors"].update(metric="aurc"),
          r"studies\.demo\.figures\.detectors\.metric: 'aurc' is not one of \['auroc', 'fpr95', 'fpr95_ood_positive'\]"),
         (lambda c: c["detectors"]["params"].update(mahalanobis={"eps": 1}),
-         r"detectors\.params: unknown key\(s\) \['mahalanobis'\]; known keys: ash_b, ash_p, ash_s, dice, gen, knn, nnguide, openmax, react, scale, vim"),
+         r"detectors\.params: unknown key\(s\) \['mahalanobis'\]; known keys: ash_b, ash_p, ash_s, dice, gen, knn, nnguide, odin, openmax, react, scale, vim"),
         (lambda c: c["detectors"]["params"].update(knn={"k": 0}), r"detectors\.params\.knn\.k: 0 is less than the minimum of 1"),
         (lambda c: c["engine"].update(device="cuda:x"), r"engine\.device: 'cuda:x' is not auto, cpu, cuda or cuda:<index>"),
         (lambda c: c["datasets"]["digits-id"].update(classes=[0, 1, 12]), r"datasets\.digits-id\.classes\.2: 12 is greater than the maximum of 9"),

@@ -23,6 +23,7 @@ def fake_archives(work, kind):
     return sorted((work / "resources/datasets" / kind).glob("t10k-*"))
 
 
+@pytest.mark.slow
 def test_forced_reruns_keep_the_verified_archives(tmp_path):
     """Item 1: `-F` on a prepared split and `-R download_mnist` deleted the archives, then the
     download failed (offline). Now the download's output is its MD5SUMS record: a rerun checks the
@@ -64,6 +65,7 @@ def built(tmp_path_factory):
     return work
 
 
+@pytest.mark.slow
 def test_a_deleted_split_is_made_again_and_only_the_unfinished_seed_trains(built):
     """Item 2: the package's fix for a truncated split is `rm` it; with one seed still to train, every
     finished model that read the split was planned again (Snakemake reruns whatever reads the
@@ -91,6 +93,7 @@ def test_a_deleted_split_is_made_again_and_only_the_unfinished_seed_trains(built
     assert plan(built, *TINY, *LARGE) == {}
 
 
+@pytest.mark.slow
 def test_touched_data_retrains_nothing_and_changed_data_retrains(built):
     """Item 3: modification times of data count for nothing (the split's content is pinned by its
     prepare job's params and its record's MD5); a data set's changed values still rerun everything
@@ -110,6 +113,7 @@ def test_touched_data_retrains_nothing_and_changed_data_retrains(built):
     assert jobs.get("prepare") == 1 and "train" not in jobs and jobs.get("infer") == 4, jobs
 
 
+@pytest.mark.slow
 def test_a_touched_shared_archive_reprepares_nothing(tmp_path):
     """Item 3: the archives linked from `download.existing` are no input of any job (the download's
     MD5SUMS record is), so a new modification time of the shared copy reruns nothing."""

@@ -102,3 +102,9 @@ def test_detector_tables_order_rows_by_family_and_name_it(tmp_path, registry):
     body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[1 : 1 + 48]]
     assert [row[1] for row in body[::2]] == [f for f in families for _ in range(SIZES[f])]
     assert [row[0] for row in body[:2]] == ["LOGITS-0 (No L2)", "LOGITS-0 (L2)"]
+
+
+def test_the_detectors_figure_kind_is_detector_figures():
+    from l2ood import detector_figure, figures
+
+    assert figures.FIGURE_KINDS["detectors"] is detector_figure.detectors

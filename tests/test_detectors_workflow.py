@@ -11,11 +11,12 @@ from l2ood import config as C
 from l2ood import tables
 from l2ood.detectors import DETECTORS, Head
 from l2ood.evaluate_detectors import evaluate_detectors
-from l2ood.layout import FEATURES_DIR, FEATURES_HEAD, features_file
+from l2ood.detectors.network import EPSILONS, TEMPERATURES
+from l2ood.inference import infer_features
+from l2ood.layout import FEATURES_DIR, FEATURES_HEAD, features_file, odin_file
 from l2ood.metrics import auroc, fpr95_ood_positive
 from l2ood.models import build_model
 from l2ood.stats import diff_ci
-from l2ood.train import infer_features
 
 
 def base_config() -> dict:
@@ -83,6 +84,12 @@ def write_run(run_dir, head_name, rng, d=6, shift=3.0):
     for (ds, split), (z, y) in sets.items():
         np.savez(run_dir / features_file(ds, split), features=z, labels=np.asarray(y, dtype=np.int64))
     np.savez(run_dir / FEATURES_DIR / FEATURES_HEAD, weight=w, bias=np.zeros(3), head=np.array(head_name))
+    for ds, split in sets:  # ODIN's grid, as the features job stores it for each test set
+        if split == "test":
+            n, axes = len(sets[ds, split][1]), {"temperature": TEMPERATURES, "epsilon": EPSILONS}
+            variants = ["raw", "normalized"] if head_name == "l2" else ["raw"]
+            grids = {v: -rng.random((len(TEMPERATURES), len(EPSILONS), n)) for v in variants}
+            np.savez(run_dir / odin_file(ds), **axes, **grids)
     return sets, w
 
 
@@ -128,8 +135,8 @@ def test_evaluate_detectors_errors(tmp_path):
     write_run(tmp_path, "l2", rng)
     with pytest.raises(ValueError, match="stored head is 'l2' but the run's config says 'nol2'"):
         evaluate_detectors(tmp_path, {**META, "head": "nol2"})
-    with pytest.raises(KeyError, match=r"unknown detectors \['odin'\]"):
-        evaluate_detectors(tmp_path, {**META, "head": "l2"}, names=["odin"])
+    with pytest.raises(KeyError, match=r"unknown detectors \['nonesuch'\]"):
+        evaluate_detectors(tmp_path, {**META, "head": "l2"}, names=["nonesuch"])
     with pytest.raises(TypeError, match="detectors.params.knn"):
         evaluate_detectors(tmp_path, {**META, "head": "l2"}, names=["knn"], params={"knn": {"neighbours": 5}})
     with pytest.raises(FileNotFoundError, match=r"features/nowhere.test.npz is missing"):
@@ -237,6 +244,19 @@ def test_std_is_an_option_of_every_table(tmp_path):
     assert "92.0 / 10.0" in tables.render_table(spec).markdown  # the paper's layout: means only
     with_std = tables.render_table({**spec, "std": True}).markdown
     assert "92.0 ± 2.0 / 10.0 ± 0.0" in with_std and "Mean ± standard deviation over 3 seeds" in with_std
+
+
+def test_detector_table_and_figure_read_one_logits_variant_through_one_loader(tmp_path):
+    # l2ood.results.load_detector_seeds: an absent variant stops the table and the figure alike, naming
+    # the variants the files have (the figure used to draw empty panels)
+    from l2ood.figures import render_figure
+
+    spec = {"kind": "detectors", "caption": "c", "rows": [{"label": "M", "nol2": "a", "l2": "b"}],
+            "ood": ["near"], "metrics": detector_metrics(tmp_path), "labels": {}, "logits": "head"}  # fmt: skip
+    names = r"no detector metrics with logits 'head' .*they have \['normalized', 'raw'\]"
+    for render in (tables.render_table, render_figure):
+        with pytest.raises(ValueError, match=names):
+            render(spec)
 
 
 def test_detectors_figure(tmp_path):

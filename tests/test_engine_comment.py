@@ -6,7 +6,7 @@ import re
 import yaml
 from conftest import ROOT
 
-from l2ood.config import NUMERIC_ENGINE_OPTIONS
+from l2ood.engine import NUMERIC_ENGINE_OPTIONS
 from l2ood.plan import summary
 
 

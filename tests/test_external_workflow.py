@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-from workflow_files import copy_workflow, job_stats
-
-from test_workflow import TINY, snakemake
+from workflow_files import copy_workflow, job_stats, snakemake
 
 pytestmark = pytest.mark.slow
 
+TINY = ["--configfile", "tests/config/tiny.yaml"]
 RUN = "demo-smallcnn-l2"
 OOD = ["digits-near", "digits-noise", "digits-scrambled"]
 
@@ -46,18 +45,18 @@ def _external_config(work):
 
 def test_a_release_read_back_through_weights_is_not_trained_and_gives_the_same_metrics(tmp_path):
     work = copy_workflow(tmp_path)
-    snakemake(work, "--cores", "2", *TINY, f"results/release/{RUN}.zip")
+    snakemake(work, f"results/release/{RUN}.zip", "--cores", "2", *TINY)  # targets first: --configfile takes several
     with zipfile.ZipFile(work / f"results/release/{RUN}.zip") as zf:
         zf.extractall(work / "ext")
     card = (work / "ext" / RUN / "MODEL_CARD.md").read_text()
     assert "ID test accuracy" in card and "| digits-near | feature_norm |" in card
 
     ext = _external_config(work)
-    plan = snakemake(work, "-n", "--cores", "2", *ext, "results/ext/tables/ext.md")
+    plan = snakemake(work, "results/ext/tables/ext.md", "-n", "--cores", "2", *ext)
     jobs = job_stats(plan.stdout)
     assert "train" not in jobs and jobs.get("import_weights") == 2, jobs
 
-    snakemake(work, "--cores", "2", *ext, "results/ext/tables/ext.md")
+    snakemake(work, "results/ext/tables/ext.md", "--cores", "2", *ext)
     for seed in (0, 1):
         config = yaml.safe_load((work / f"results/runs/ext-l2/seed{seed}/config.yaml").read_text())
         assert config["weights_file"]["path"] == f"ext/{RUN}/seed{seed}/model.pt"

@@ -1,6 +1,6 @@
 """The package's departures from the paper and its sources, fixed (issue 14): each fixed value pinned.
 
-The values come from the sources the README's "Choices the paper leaves open" table cites; where a
+The values come from the sources docs/choices.md ("Choices the paper leaves open") cites; where a
 test pins a constant, the constant is the source's, not the package's output.
 """
 
@@ -11,11 +11,11 @@ import torch
 import yaml
 from conftest import ROOT
 from l2ood import config as C
-from l2ood import evaluate as E
+from l2ood import inference as INF
+from l2ood import optim as OPT
 from l2ood import tables as TB
 from l2ood import train as T
 from l2ood.models import build_model
-from l2ood.outputs import save_outputs
 
 
 def config() -> dict:
@@ -24,76 +24,6 @@ def config() -> dict:
 
 def paper_tables() -> dict:
     return config()["studies"]["paper"]["tables"]
-
-
-# --- scores and evaluation (items 1, 4, 5) ------------------------------------------------------
-
-
-def write_set(path, logits, norms=None, head="nol2"):
-    logits = np.asarray(logits, dtype=np.float32)
-    n, c = logits.shape
-    save_outputs(path, {"feature_norm": np.ones(n, np.float32) if norms is None else np.asarray(norms, np.float32),
-                        "logits": logits, "labels": np.zeros(n, np.int64), "fc_bias": np.zeros(c, np.float32),
-                        "head": np.array(head)})  # fmt: skip
-    return path
-
-
-META = {"run": "r", "seed": 0, "model": "m", "head": "nol2", "recipe": "x", "id": "id"}
-
-
-def test_saturated_softmax_is_not_tied(tmp_path):
-    # every top-two gap is above 40: each probability rounds to 1.0, the log-odds stay apart
-    id_ = write_set(tmp_path / "id.npz", [[g, 0.0] for g in np.linspace(60, 80, 7)])
-    ood = write_set(tmp_path / "ood.npz", [[g, 0.0] for g in np.linspace(41, 55, 5)])
-    df = E.evaluate_run(id_, {"ood": ood}, META).set_index("score")
-    assert df.loc["msp", "auroc"] == 1.0 and df.loc["msp", ["id_tied", "ood_tied"]].tolist() == [0, 0]
-    assert df.loc["max_logit_raw", "auroc"] == 1.0
-    # the metrics say how many ID images the probability itself could not rank (float64: all of them here)
-    assert df.loc["msp", "id_softmax_at_1"] == df.loc["scaled_msp", "id_softmax_at_1"] == 1.0
-    assert np.isnan(df.loc["feature_norm", "id_softmax_at_1"])
-    # the feature norms are all 1: every image tied with every other, AUROC exactly 50
-    assert df.loc["feature_norm", "auroc"] == 0.5 and df.loc["feature_norm", ["id_tied", "ood_tied"]].tolist() == [7, 5]
-
-
-def test_cross_ties_count_each_side():
-    assert E.cross_ties(np.array([1.0, 2.0, 2.0, 3.0]), np.array([2.0, 4.0, 1.0])) == (3, 2)
-
-
-def test_scale_is_tuned_on_the_named_sets(tmp_path):
-    rng = np.random.default_rng(0)
-    id_ = write_set(tmp_path / "id.npz", rng.normal(0, 1, (30, 4)) + [3, 0, 0, 0], rng.uniform(5, 10, 30))
-    a = write_set(tmp_path / "a.npz", rng.normal(0, 1, (20, 4)), rng.uniform(1, 6, 20))
-    b = write_set(tmp_path / "b.npz", rng.normal(0, 3, (20, 4)) + [4, 0, 0, 0], rng.uniform(8, 20, 20))
-    df = E.evaluate_run(id_, {"a": a, "b": b}, META, tune_on=["a"])
-    sm = df[df.score == "scaled_msp"]
-    assert (sm.scale_tuned_on == "a").all() and sm.scale.nunique() == 1
-    from l2ood.outputs import load_outputs
-
-    assert sm.scale.iloc[0] == E.tune_scale(load_outputs(id_), [load_outputs(a)])
-    every = E.evaluate_run(id_, {"a": a, "b": b}, META)
-    assert (every[every.score == "scaled_msp"].scale_tuned_on == "a b").all()  # default: all OoD sets
-    with pytest.raises(ValueError, match=r"tune_scale_on names \['c'\].*\['a', 'b'\]"):
-        E.evaluate_run(id_, {"a": a, "b": b}, META, tune_on=["c"])
-
-
-def test_the_scale_only_scales_down(tmp_path):
-    """Issue 20: a scale below 1 enlarges the logits and saturates the softmax; the old 0.1-1000 grid
-    chose 0.1 here, where the log-odds rank ID above OoD but the probability itself is 1.0 for most ID."""
-    rng = np.random.default_rng(0)
-    # ID: top-two gap 3 (x 0.1), OoD: gap 2 but a far third logit; only an enlarged gap ranks ID first
-    id_ = write_set(tmp_path / "id.npz", 0.1 * (np.array([3.0, 0, 0]) + rng.normal(0, 0.01, (20, 3))))
-    ood = write_set(tmp_path / "ood.npz", 0.1 * (np.array([4.0, 2, -30]) + rng.normal(0, 0.01, (20, 3))))
-    from l2ood.outputs import load_outputs
-
-    assert E.tune_scale(load_outputs(id_), [load_outputs(ood)], grid=np.geomspace(0.1, 1000.0, 41)) < 1
-    assert E.SCALE_GRID.min() == 1.0
-    sm = E.evaluate_run(id_, {"ood": ood}, META).set_index("score").loc["scaled_msp"]
-    assert sm.scale == 1.0 and sm.auroc < 0.5  # scaled down only: the honest, bad number
-    assert sm.id_softmax_at_1 == 0.0
-
-
-def test_softmax_at_1_is_the_float64_probability():
-    assert E.softmax_at_1(np.array([[0.0, 37.5], [0.0, 36.0], [0.0, 1.0], [0.0, 800.0]], np.float32)) == 0.5
 
 
 def test_the_paper_tunes_table2_on_the_sets_table2_reports():
@@ -179,7 +109,7 @@ def test_logitnorm_recipe_is_the_authors():
             "schedule": "multistep", "milestones": [80, 140], "gamma": 0.1, "batch_size": 128, "drop_last": True,
             "weight_decay_exempt": "none", "loss": {"name": "logitnorm", "temperature": 0.04}}  # fmt: skip
     assert {k: r[k] for k in want} == want
-    lrs = [T.learning_rate(r, e) for e in (0, 79, 80, 139, 140, 199)]
+    lrs = [OPT.learning_rate(r, e) for e in (0, 79, 80, 139, 140, 199)]
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
@@ -217,7 +147,7 @@ def test_gtsrb_trains_without_flips_tinyimagenet_with_padding_4():
 
 
 def groups_by_name(model, recipe):
-    opt = T.build_optimizer(model, recipe)
+    opt = OPT.build_optimizer(model, recipe)
     names = {id(p): n for n, p in model.named_parameters()}
     return {g["weight_decay"]: {names[id(p)] for p in g["params"]} for g in opt.param_groups}
 
@@ -258,7 +188,7 @@ def test_no_exemption_decays_everything():
     groups = groups_by_name(model, {**ADAMW, "weight_decay_exempt": "none"})
     assert groups == {0.06: {n for n, _ in model.named_parameters()}}
     with pytest.raises(ValueError, match="unknown weight_decay_exempt 'bn'"):
-        T.build_optimizer(model, {**ADAMW, "weight_decay_exempt": "bn"})
+        OPT.build_optimizer(model, {**ADAMW, "weight_decay_exempt": "bn"})
 
 
 @pytest.mark.parametrize("drop_last, steps", [(True, 2), (False, 3)])
@@ -269,7 +199,7 @@ def test_drop_last_leaves_out_the_partial_batch(drop_last, steps):
                       "drop_last": drop_last}}  # fmt: skip
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 255, (10, 8, 8, 3)).astype(np.uint8), np.arange(10) % 3
-    e = T.resolve_engine({"device": "cpu"})
+    e = INF.resolve_engine({"device": "cpu"})
     run = T.setup(cfg, images, labels, 0, e, torch.device("cpu"))
     row = T.train_epoch(run, 0)
     taken = {int(s["step"]) for s in run.optimizer.state.values()}

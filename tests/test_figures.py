@@ -162,3 +162,13 @@ def test_equal_count_bins_are_noisiest_where_accuracy_is_lowest():
     acc = np.array([[(rng.random(len(p)) < p)[g].mean() for g in groups] for _ in range(200)])
     spread = acc.std(axis=0)
     assert {len(g) for g in groups} == {80} and spread[:10].mean() > 3 * spread[-10:].mean()
+
+
+def test_every_head_has_one_colour_in_every_figure_module():
+    """l2ood.plotting holds the heads' colours: the figures and the detectors figure use those objects."""
+    from l2ood import detector_figure, plotting
+
+    assert set(plotting.HEAD_COLORS) == {"l2", "nol2"} and len(set(plotting.HEAD_COLORS.values())) == 2
+    assert F.HEAD_COLORS is plotting.HEAD_COLORS and detector_figure.HEAD_COLORS is plotting.HEAD_COLORS
+    with pytest.raises(ValueError, match="unknown head 'l3'"):
+        plotting._for_head(plotting.HEAD_COLORS, "l3")

@@ -39,12 +39,12 @@ def test_one_recipe_per_model_size_and_batch_of_the_paper(gc):
     runs = gc.paper_runs(gc.load_config())
     assert set(gc.recipe_runs(runs)) == PAPER_KEYS
     name, cfg = gc.full_run(runs)
-    assert name in runs and gc.throughput_key(cfg) == "resnet18@32/b1024" and cfg["head"] == "l2" and cfg["recipe"]["epochs"] == 60
-
-
-def test_engine_options_the_engine_lacks_are_listed_not_passed(gc):
-    known, missing = gc.engine_options({"amp": True, "compile_mode": "max-autotune"}, {"amp": "auto", "compile": False})
-    assert known == {"amp": True} and missing == ["compile_mode"]
+    assert (
+        name in runs
+        and gc.recipe_key(cfg) == "resnet18@32/b1024"
+        and cfg["head"] == "l2"
+        and cfg["recipe"]["epochs"] == 60
+    )
 
 
 def test_plan_puts_the_planning_figures_first_and_fits_the_budget_order(gc):
@@ -90,7 +90,7 @@ def test_tf32_flags_are_read_as_fit_set_them(gc):
 
     import torch
 
-    class Engine:  # a stand-in for l2ood.train: its backend_flags turns TF32 on, as fit does on CUDA
+    class Engine:  # a stand-in for l2ood.inference: its backend_flags turns TF32 on, as fit does on CUDA
         @staticmethod
         @contextlib.contextmanager
         def backend_flags(*args):
@@ -113,6 +113,25 @@ def test_tf32_flags_are_read_as_fit_set_them(gc):
     assert record == {"matmul": "high", "conv": True}
 
 
+def test_a_train_task_records_the_flags_fit_set(gc, tmp_path, monkeypatch):
+    """task_train wraps the backend_flags that fit really enters (l2ood.inference's, through
+    engine_flags): a wrapper on a name fit does not call would leave the record empty."""
+    import torch
+
+    from l2ood import inference, train
+
+    cfg = gc.shrink(gc.full_run(gc.paper_runs(gc.load_config()))[1], smoke=True, epochs=1)
+    for module, name in ((inference, "backend_flags"), (train, "train_epoch")):  # task_train patches them
+        monkeypatch.setattr(module, name, getattr(module, name))
+    threads = torch.get_num_threads()
+    try:
+        out = gc.task_train({"kind": "train", "cfg": cfg, "n": 32, "seed": 0, "engine": {"device": "cpu"},
+                             "tf32": None, "threads": 1, "out_dir": str(tmp_path / "run")})  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert out["tf32"] == {"matmul": "highest", "conv": torch.backends.cudnn.allow_tf32}
+
+
 def test_failing_and_hanging_tasks_are_recorded_and_their_processes_killed(gc, tmp_path):
     cfg = gc.shrink(gc.full_run(gc.paper_runs(gc.load_config()))[1], smoke=True, epochs=1)
     bad = json.loads(json.dumps(cfg))
@@ -132,8 +151,6 @@ def test_failing_and_hanging_tasks_are_recorded_and_their_processes_killed(gc, t
     assert alive_in_group(hung["pid"]) == []
     late = gc.run_task({"part": "recipes", "name": "late", "timeout": 60, "spec": {**train, "cfg": cfg}}, tmp_path, 5)
     assert late["status"] == "skipped" and "budget" in late["note"]
-    unsupported = gc.run_task({"part": "switches", "name": "x", "timeout": 60, "spec": None}, tmp_path, 600)
-    assert unsupported["status"] == "not supported" and "not supported by this engine version" in unsupported["note"]
 
 
 def alive_in_group(pgid: int) -> list[int]:
@@ -209,7 +226,7 @@ def test_smoke_run_exercises_every_part_and_writes_the_json_to_out(tmp_path):
         and p["switches"]["bf16_contiguous"]["engine"]["channels_last"] is False
     )
     for row in COMPILE_ROWS:
-        assert p["switches"][row]["status"] in ("skipped", "not supported"), row
+        assert p["switches"][row]["status"] == "skipped", row
 
     assert set(p["concurrency"]) == {"resnet18@32/b1024", "resnet18@32/b128"}
     for key, levels in p["concurrency"].items():
@@ -282,3 +299,26 @@ def test_a_kill_at_any_moment_leaves_every_finished_task_in_the_json(tmp_path):
     while alive_in_group(running["pid"]) and time.time() < deadline:
         time.sleep(0.2)
     assert alive_in_group(running["pid"]) == []
+
+
+def test_the_row_called_the_engines_default_runs_the_engines_default(gc):
+    """The switches row said to be "the engine's CUDA default" is the one whose engine resolves, on
+    CUDA, to what ENGINE_DEFAULTS resolve to (float32 with TF32 and channels-last, not bf16)."""
+    from types import SimpleNamespace
+
+    from l2ood.engine import ENGINE_DEFAULTS
+    from l2ood.inference import resolve_engine
+
+    tasks = gc.plan(SimpleNamespace(smoke=False), gc.load_config())
+    rows = {t["name"]: t for t in tasks if t["part"] == "switches" and t["spec"]}
+    cuda = {"device": "cuda"}
+    default = resolve_engine({**ENGINE_DEFAULTS, **cuda})
+
+    def engine_of(row):
+        e = resolve_engine({**rows[row]["spec"]["engine"], **cuda})
+        return e if rows[row]["spec"]["tf32"] is None else {**e, "tf32": rows[row]["spec"]["tf32"]}
+
+    said = [row for row in rows if "the engine's" in rows[row]["label"] and "default" in rows[row]["label"]]
+    assert said == [gc.DEFAULT_ROW] and engine_of(gc.DEFAULT_ROW) == default
+    assert default["amp"] is False and default["tf32"] is True
+    assert all(engine_of(row)["amp"] for row in rows if row.startswith("bf16"))

@@ -1,6 +1,7 @@
 """The README's commands are the contract: each one is run here, as a dry run where it would train
 or download, or is named with the test (or CI step) that runs it. A command added to the README
-without either fails `test_every_readme_command_is_run_somewhere`."""
+without either fails `test_every_readme_command_is_run_somewhere`. The reference parts moved from
+the README to docs/ (MOVED) are held to the same contract."""
 
 import os
 import re
@@ -13,6 +14,8 @@ from conftest import ROOT
 from workflow_files import dry_run
 
 README = ROOT / "README.md"
+#: the README's reference sections, moved to docs/: their commands are checked as the README's
+MOVED = [ROOT / "docs" / name for name in ("modules.md", "reruns.md", "engine.md", "choices.md", "extending.md")]
 
 #: commands run elsewhere, by the test (tests/<file>::<function>) or CI step that runs them as written
 RUN_ELSEWHERE = {
@@ -37,8 +40,9 @@ NO_PLAN = {"--cores": 1, "-n": 0}
 
 def readme_commands() -> list[str]:
     """Every command the README gives: the lines of its ```bash blocks and its inline code spans
-    that start with a program and have arguments (a lone `snakemake` is the word, not a command)."""
-    text = README.read_text()
+    that start with a program and have arguments (a lone `snakemake` is the word, not a command); in
+    the README and the docs its reference parts moved to."""
+    text = "\n".join(path.read_text() for path in [README, *MOVED])
     blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
     lines = [line.split(" #")[0] for b in blocks for line in b.splitlines() if not line.lstrip().startswith("#")]
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
@@ -96,6 +100,7 @@ def test_every_readme_command_is_run_somewhere():
             assert cmd in ci or cmd.endswith("bash .ci/run"), cmd  # (`pytest` ends CI's install-and-test line)
 
 
+@pytest.mark.slow
 def test_the_readme_snakemake_commands_plan(tmp_path):
     """Every target and option of the README's snakemake commands, in one dry run per option set; the
     first screen's Table 8 is 30 training jobs; the profile, the only_seeds subset and the one-run
@@ -122,6 +127,7 @@ def test_the_readme_snakemake_commands_plan(tmp_path):
         assert proc.returncode == 0 and proc.jobs["train"] == 1, proc.text[-3000:]
 
 
+@pytest.mark.slow
 def test_the_readme_unlock_command_runs():
     cmd = next(c for c in readme_commands() if "--unlock" in c)
     proc = subprocess.run(shlex.split(cmd), cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -154,3 +160,33 @@ def test_the_demo_requirements_are_inside_the_test_requirements():
     assert "pip install -r envs/requirements.txt" in cmds
     test_reqs = (ROOT / "envs/requirements-test.txt").read_text().splitlines()
     assert "-r requirements.txt" in test_reqs and "-e ." in (ROOT / "envs/requirements.txt").read_text().splitlines()
+
+
+def test_the_readme_test_lines_are_the_fast_subset_and_what_ci_runs():
+    """The first screen's two test lines: the fast subset, and the whole suite exactly as .ci/run runs it."""
+    block = re.search(r"```bash\n(pip install -r envs/requirements-test.txt.*?)```", README.read_text(), re.S)[1]
+    lines = [line.split(" #")[0].strip() for line in block.splitlines()]
+    assert lines[0] == 'pip install -r envs/requirements-test.txt && pytest -m "not slow and not slurm"', lines
+    assert lines[1] == "pip install -r envs/requirements-test.txt && pytest", lines
+    ci = [line for line in (ROOT / ".ci/run").read_text().splitlines() if not line.startswith("#")]
+    assert lines[1] in ci, ci
+
+
+def test_every_link_of_the_readme_and_docs_points_at_a_file_and_heading_that_exist():
+    """A section moved to docs/ leaves no link to where it was."""
+
+    def anchors(path):
+        heads = re.findall(r"^#+ (.*)$", path.read_text(), re.M)
+        return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+    bad = []
+    for path in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        prose = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file).resolve() if file else path
+            if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in anchors(dest)):
+                bad.append(f"{path.relative_to(ROOT)}: {target}")
+    assert not bad, bad

@@ -1,4 +1,4 @@
-"""What makes a job run again (README, "What makes a job run again"), each case of issue 12.
+"""What makes a job run again (docs/reruns.md), each case of issue 12.
 
 Downloads and training are never redone for a touched script or a reworded label; training is
 redone when something that changes the model changes; results that no longer match the config,
@@ -6,7 +6,6 @@ typos and broken files are reported before any job runs. The workflow cases shar
 of the tiny demo and use dry runs (`-n`) where the plan proves the point.
 """
 
-import inspect
 import os
 import re
 import shlex
@@ -23,22 +22,14 @@ import torch
 import training_code
 import yaml
 from conftest import ROOT
-from l2ood import code
 from l2ood import config as C
 from l2ood import plan as P
-from workflow_files import copy_workflow, job_stats
+from l2ood.engine import ENGINE_DEFAULTS, TRAINING_CODE_VERSION
+from workflow_files import copy_workflow, job_stats, snakemake
 
 TINY = ["--configfile", "tests/config/tiny.yaml"]  # more files follow it: a second --configfile replaces the first
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 MODEL = "results/runs/demo-smallcnn-l2/seed0/model.pt"
-
-
-def snakemake(cwd, *args, check=True, timeout=600):
-    proc = subprocess.run(["snakemake", *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    proc.text = proc.stdout + proc.stderr
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.text[-4000:]}")
-    return proc
 
 
 def plan(cwd, *args) -> dict[str, int]:
@@ -58,7 +49,7 @@ def test_training_code_version_is_kept_honest():
     version, digest = training_code.recorded()
     assert (version, digest) == (training_code.version(), training_code.digest()), (
         "the code TRAINING_CODE_VERSION covers changed: if it changes what training computes, bump "
-        "TRAINING_CODE_VERSION in workflow/l2ood/train.py; either way run `python tests/training_code.py`"
+        "TRAINING_CODE_VERSION in workflow/l2ood/engine.py; either way run `python tests/training_code.py`"
     )
 
 
@@ -73,18 +64,6 @@ def test_the_training_code_digest_ignores_words_but_not_code(tmp_path, monkeypat
     assert training_code.digest() == before
     losses.write_text(text + "\nEPSILON = 1e-12\n")
     assert training_code.digest() != before
-
-
-def test_parse_time_reads_match_the_library():
-    from l2ood import train
-    from l2ood.models import REGISTRY
-
-    assert code.training_code() == {
-        "TRAINING_CODE_VERSION": train.TRAINING_CODE_VERSION,
-        "ENGINE_DEFAULTS": train.ENGINE_DEFAULTS,
-    }
-    builders = {n: tuple(p for p in inspect.signature(f).parameters if p != "image_size") for n, f in REGISTRY.items()}
-    assert code.model_signatures() == builders
 
 
 def test_prose_is_in_no_params_and_what_trains_is(config):
@@ -187,7 +166,7 @@ def test_seeds_are_a_count_or_a_list_and_only_seeds_picks_a_subset(config):
 
 def test_recorded_differences_name_each_changed_value(config):
     run = "demo-smallcnn-l2"
-    engine = {**code.training_code()["ENGINE_DEFAULTS"], **config["engine"]}
+    engine = {**ENGINE_DEFAULTS, **config["engine"]}
     recorded = {**C.resolve_run(config, run), "seed": 1, "engine": engine}  # as scripts/train.py writes it
     recorded["recipe"]["source"] = "an older citation"  # prose recorded by older versions does not count
     assert C.recorded_differences(recorded, config, run, 1) == []
@@ -209,7 +188,8 @@ def test_a_model_does_not_depend_on_the_jobs_thread_count(config, tmp_path):
     """Item 6: torch's thread count changes a CPU model's float reductions; training sets it from the
     config, whatever thread count the job started with (Snakemake's --cores)."""
     from l2ood.data import digits_splits
-    from l2ood.train import config_digest, fit
+    from l2ood.checkpoint import config_digest
+    from l2ood.train import fit
 
     config["recipes"]["demo-sgd60"].update(epochs=2, milestones=[1])
     config["threads"]["train"] = 2
@@ -287,6 +267,7 @@ def edited(work: Path, name: str, old: str, new: str):
     return lambda: path.write_text(text)
 
 
+@pytest.mark.slow
 def test_touching_every_script_and_the_library_replans_nothing(built):
     """Items 1 and 3: a `git pull` gives every file a new modification time."""
     later = time.time() + 5
@@ -295,6 +276,7 @@ def test_touching_every_script_and_the_library_replans_nothing(built):
     assert plan(built, *TINY) == {}
 
 
+@pytest.mark.slow
 def test_cosmetic_edits_retrain_nothing(built):
     """Item 2: labels, citations and captions are in no training or preparing job's params."""
     restore = [
@@ -314,6 +296,7 @@ def test_cosmetic_edits_retrain_nothing(built):
     assert plan(built, *TINY) == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra",
     [
@@ -329,10 +312,11 @@ def test_what_changes_a_model_retrains_it(built, extra):
     assert jobs.get("train") == 4 and jobs.get("infer") == 4, jobs
 
 
+@pytest.mark.slow
 def test_a_training_code_version_bump_retrains_and_a_library_edit_reevaluates(built):
-    v = code.training_code()["TRAINING_CODE_VERSION"]
+    v = TRAINING_CODE_VERSION
     restore = edited(
-        built, "workflow/l2ood/train.py", f"TRAINING_CODE_VERSION = {v}\n", f"TRAINING_CODE_VERSION = {v + 1}\n"
+        built, "workflow/l2ood/engine.py", f"TRAINING_CODE_VERSION = {v}\n", f"TRAINING_CODE_VERSION = {v + 1}\n"
     )
     try:
         jobs = plan(built, *TINY)
@@ -347,6 +331,23 @@ def test_a_training_code_version_bump_retrains_and_a_library_edit_reevaluates(bu
     assert jobs.get("evaluate") == 4 and "train" not in jobs and "infer" not in jobs, jobs
 
 
+@pytest.mark.slow
+def test_choosing_odins_pair_reruns_only_the_detectors_jobs_and_odins_code_the_features(built):
+    """Issue 23 item 2: the features job stores ODIN's scores for the whole (T, eps) grid; the pair a
+    config chooses is the detectors job's param. ODIN's own code is the features job's."""
+    (built / "odin.yaml").write_text("detectors: {params: {odin: {temperature: 1, epsilon: 0.0028}}}")
+    jobs = plan(built, *TINY, "odin.yaml")
+    assert jobs.get("detectors") == 4 and not {"train", "infer", "features", "evaluate"} & set(jobs), jobs
+    restore = edited(built, "workflow/l2ood/odin.py", "BATCH = 256", "BATCH = 128")
+    try:
+        jobs = plan(built, *TINY)
+    finally:
+        restore()
+    assert jobs.get("features") == 4 and jobs.get("detectors") == 4 and not {"train", "infer"} & set(jobs), jobs
+    assert plan(built, *TINY) == {}
+
+
+@pytest.mark.slow
 def test_copied_results_are_kept_or_reported_against_their_recorded_config(built, tmp_path):
     """Item 3: a fresh clone has no Snakemake records; each run's config.yaml says what trained it."""
     clone = copy_workflow(tmp_path / "clone")
@@ -365,6 +366,7 @@ def test_copied_results_are_kept_or_reported_against_their_recorded_config(built
     assert jobs.get("train") == 4, jobs
 
 
+@pytest.mark.slow
 def test_a_subset_of_seeds_from_the_command_line(built):
     """Item 9: `--config` gives the list's items as text."""
     jobs = plan(built, *TINY, "--config", "only_seeds=[1]")
@@ -383,6 +385,7 @@ def dry_run_with_half_of(path, work):
         path.write_bytes(data)
 
 
+@pytest.mark.slow
 def test_a_truncated_prepared_split_is_reported_before_any_job(built):
     proc = dry_run_with_half_of(built / "resources/prepared/digits-near/test.npz", built)
     assert proc.returncode != 0
@@ -400,6 +403,7 @@ def header_examples() -> list[str]:
     return [m.group(1) for line in header if (m := re.match(r"#\s+(snakemake .+?)(\s{2,}.*)?$", line))]
 
 
+@pytest.mark.slow
 def test_the_config_headers_examples_work(built):
     examples = header_examples()
     assert len(examples) >= 4, examples
@@ -411,6 +415,7 @@ def test_the_config_headers_examples_work(built):
 # --- downloads and the data a study reads: fake archives --------------------------------------
 
 
+@pytest.mark.slow
 def test_downloads_survive_touched_scripts_and_a_bad_existing_path(tmp_path):
     """Items 1 and 7: a verified archive is never planned again; a wrong `download.existing` is named."""
     from fakes.raw_datasets import make
@@ -442,6 +447,7 @@ def test_downloads_survive_touched_scripts_and_a_bad_existing_path(tmp_path):
     assert "download.existing.svhn is '/no/such/folder', which is not a folder here" in log.splitlines()[-1], log
 
 
+@pytest.mark.slow
 def test_a_studys_data_target_prepares_what_it_reads(tmp_path):
     """Item 8: `snakemake paper --until prepare` stops with Snakemake's "BUG: Out of jobs ready" (prepare
     jobs that read other prepare jobs' outputs); `snakemake paper_data` builds the same files."""
@@ -546,6 +552,7 @@ def advice(text: str) -> list[str]:
     return [c.strip() for c in m.group(1).split(";")] if m else []
 
 
+@pytest.mark.slow
 def test_the_advice_for_a_stale_run_takes_its_tables_too(built, tmp_path):
     """Item 5: following the `mv` of a run the config no longer matches leaves the tables built from
     it, and Snakemake keeps them ("Nothing to be done"): the advice moves the study's results too."""
@@ -562,6 +569,7 @@ def test_the_advice_for_a_stale_run_takes_its_tables_too(built, tmp_path):
     assert jobs.get("train") == 4 and jobs.get("table") == 2 and jobs.get("figure") == figures, jobs
 
 
+@pytest.mark.slow
 def test_results_built_from_a_moved_run_are_reported(built, tmp_path):
     """Item 5, where Snakemake has its records: a run folder moved away (to train it again) leaves
     the tables built from it, which Snakemake keeps; a seed added to a run is replanned by it."""
@@ -591,6 +599,7 @@ def test_results_built_from_a_moved_run_are_reported(built, tmp_path):
          "resolved.std: recorded True, now False"),
     ],
 )  # fmt: skip
+@pytest.mark.slow
 def test_copied_results_are_checked_against_every_value_that_made_them(built, tmp_path, extra, file, difference):
     """Item 6: a fresh clone has no records; each job's params record says what made its file."""
     clone = tmp_path / "clone"
@@ -604,6 +613,7 @@ def test_copied_results_are_checked_against_every_value_that_made_them(built, tm
     assert "mv results/demo results/demo.old" in advice(proc.text), proc.text[-3000:]
 
 
+@pytest.mark.slow
 def test_touch_after_a_change_that_retrains_is_refused(built, tmp_path):
     """Item 8: `--touch` marks every output current without running anything, so Snakemake's records
     cannot stand in for the check of each run's recorded config."""
@@ -618,6 +628,7 @@ def test_touch_after_a_change_that_retrains_is_refused(built, tmp_path):
     assert "train" not in plan(clone, "-t", *TINY)  # nothing changed: --touch is fine
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["model.pt", "outputs/digits-noise.npz", "features/digits-id.train.npz", "probes.npz"])
 def test_a_truncated_run_file_is_reported_before_any_job(built, name):
     """Item 12: a run's zip files (a torch.save file is one) cut short are found before any job."""
@@ -631,6 +642,7 @@ def test_a_truncated_run_file_is_reported_before_any_job(built, name):
         assert re.search(rf"rm -r [^;\n]*results/runs/demo-smallcnn-nol2/seed1/{name.split('/')[0]}\b", proc.text)
 
 
+@pytest.mark.slow
 def test_a_damaged_metrics_file_stops_the_table_naming_it(built, tmp_path, monkeypatch):
     """Item 7: a per-seed metrics.csv cut mid-row parsed, and its table showed cells of fewer seeds."""
     from l2ood.results import DamagedResultError

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import yaml
 from conftest import ROOT
 from l2ood.layout import TRAIN_OUTPUTS
 from slurm import cluster as slurm_cluster
-from workflow_files import copy_workflow, job_stats
+from workflow_files import copy_workflow, job_stats, kill_group, snakemake, start_snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -42,15 +41,6 @@ GPU_RULES = ("train", "infer", "features")  # the rules that ask for the run's G
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def start_snakemake(cwd: Path, args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    # own process group: a hard timeout or the mid-run kill takes Snakemake and its children
-    with open(log, "w") as out:  # unbuffered: a SIGKILLed head must not lose its last lines
-        return subprocess.Popen(
-            ["snakemake", *args], cwd=cwd, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
 
 
 def kill_leftovers(work: Path, timeout: float = 30) -> None:
@@ -78,28 +68,6 @@ def kill_leftovers(work: Path, timeout: float = 30) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.5)
-
-
-def kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-def snakemake(cwd: Path, args: list[str], env: dict, log: Path, timeout: float, check: bool = True) -> str:
-    """Run Snakemake with a hard timeout (SIGKILL to its process group); return its output."""
-    proc = start_snakemake(cwd, args, env, log)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill(proc)
-        raise AssertionError(f"snakemake {' '.join(args)} killed after {timeout} s:\n{log.read_text()[-4000:]}")
-    text = log.read_text()
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{text[-4000:]}")
-    return text
 
 
 def copy_repo(dest: Path) -> Path:
@@ -201,7 +169,7 @@ def local_metrics(tmp_path_factory) -> pd.DataFrame:
     work = copy_repo(tmp_path_factory.mktemp("local"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     # torch's thread count is config.yaml's `threads` in both (not the cluster's 4 CPUs per GPU job)
-    snakemake(work, ["--cores", "2", "--resources", "gpu=2", *TINY], env, work / "run.log", timeout=300)
+    snakemake(work, "--cores", "2", "--resources", "gpu=2", *TINY, env=env, log=work / "run.log", timeout=300)
     return pd.read_csv(work / "results/demo/metrics.csv")
 
 
@@ -214,7 +182,7 @@ def slurm_run(cluster, tmp_path_factory):
     # the kill waits for ("Finished jobid") and the checks read ("localrule", "submitted with SLURM jobid")
     args = ["--workflow-profile", "profiles/slurm", "--verbose", *FAST, *TINY]
 
-    first = start_snakemake(work, args, cluster.env, work / "first.log")
+    first = start_snakemake(work, *args, env=cluster.env, log=work / "first.log")
     deadline = time.monotonic() + 300
     try:
         while not re.search(r"Finished jobid: \d+ \(Rule: train\)", log := (work / "first.log").read_text()):
@@ -222,7 +190,7 @@ def slurm_run(cluster, tmp_path_factory):
             assert time.monotonic() < deadline, f"no training job finished in 300 s:\n{log[-4000:]}"
             time.sleep(0.2)
     finally:
-        kill(first)  # SIGKILL: no clean-up, no cancelling of its jobs, a stale lock left behind
+        kill_group(first)  # SIGKILL: no clean-up, no cancelling of its jobs, a stale lock left behind
 
     # The jobs it left behind are cancelled, as a preemption or `scancel` would.
     cluster.run("scancel", "--user", getpass.getuser())
@@ -234,8 +202,8 @@ def slurm_run(cluster, tmp_path_factory):
     finished = finished_outputs(work)
 
     # Restart: the lock of the killed process must go first (docs/cluster.md says so too).
-    snakemake(work, [*args, "--unlock"], cluster.env, work / "unlock.log", timeout=60)
-    second = snakemake(work, args, cluster.env, work / "second.log", timeout=300)
+    snakemake(work, *args, "--unlock", env=cluster.env, log=work / "unlock.log", timeout=60)
+    second = snakemake(work, *args, env=cluster.env, log=work / "second.log", timeout=300).text
     return {
         "work": work,
         "first": (work / "first.log").read_text(),
@@ -330,8 +298,9 @@ def test_a_failing_job_is_retried_then_reported_failed(cluster, tmp_path):
         "rule broken:\n    output: 'broken.txt'\n    shell: 'echo broken-on-purpose >&2; exit 3'\n"
     )
     out = snakemake(
-        tmp_path, ["--workflow-profile", "profiles/slurm", *FAST], cluster.env, tmp_path / "run.log", 240, check=False
-    )
+        tmp_path, "--workflow-profile", "profiles/slurm", *FAST, env=cluster.env, log=tmp_path / "run.log", timeout=240,
+        check=False,
+    ).text
     assert "Exiting because a job execution failed" in out or "At least one job did not complete" in out, out[-3000:]
     failed = re.findall(r"SLURM-job '(\d+)' failed, SLURM status is: 'FAILED'", out)
     retries = yaml.safe_load((tmp_path / "profiles/slurm/config.yaml").read_text())["retries"]

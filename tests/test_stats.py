@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 import pytest
 
 from l2ood import stats as S
@@ -9,14 +8,20 @@ def test_mean_std_by_hand():
     assert S.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)  # sample std: sqrt((1 + 0 + 1) / 2)
     m, s = S.mean_std([0.5])
     assert m == 0.5 and np.isnan(s)
-    assert S.format_mean_std([0.97, 0.98, 0.99]) == "98.0 ± 1.0"
-    assert S.format_mean_std([0.974]) == "97.4"  # one seed: no std to print
-    assert S.format_mean_std([0.97, 0.99], std=False) == "98.0"
-    assert S.format_mean_std([0.1234, 0.1236], digits=2, scale=1) == "0.12 ± 0.00"
     with pytest.raises(ValueError, match="NaN"):
         S.mean_std([1.0, np.nan])
     with pytest.raises(ValueError, match="at least one seed"):
         S.mean_std([])
+
+
+def test_printed_mean_std_three_significant_figures_and_one_seed():
+    # the tables' one formatter: the mean as the paper prints it (three significant figures), the std
+    # with the mean's decimals; one seed's std (NaN, mean_std) prints the mean alone, with its mark
+    assert (S.pct(0.974), S.pct(0.148), S.pct(0.078), S.pct(0.09996)) == ("97.4", "14.8", "7.80", "10.0")
+    assert S.pct_std(0.98, 0.01) == "98.0 ± 1.0" and S.pct_std(0.0863, 0.0831) == "8.63 ± 8.31"
+    assert S.pct_std(0.42, 0.028, "\u2020") == "42.0\u2020 ± 2.8"
+    m, s = S.mean_std([0.42])
+    assert S.pct_std(m, s) == "42.0" and S.pct_std(m, s, "\u2020") == "42.0\u2020"
 
 
 def test_hand_checkable_case():
@@ -121,20 +126,3 @@ def test_bad_arguments():
         S.diff_ci([1, 2], [1, 2], confidence=95)
     with pytest.raises(ValueError, match="No-L2 values"):
         S.diff_ci([1, 2], [])
-
-
-def test_head_differences_per_group():
-    rows = []
-    for ood, gap in (("svhn", 0.2), ("cifar100", 0.0)):
-        for seed in range(4):
-            rows.append({"ood": ood, "score": "msp", "head": "nol2", "seed": seed, "value": 0.7 + 0.01 * seed})
-            rows.append({"ood": ood, "score": "msp", "head": "l2", "seed": seed, "value": 0.7 + gap + 0.01 * seed})
-    rows.append({"ood": "mnist", "score": "msp", "head": "l2", "seed": 0, "value": 0.9})  # no No-L2 run: left out
-    out = S.head_differences(pd.DataFrame(rows), by=["ood", "score"]).set_index("ood")
-    assert list(out.index) == ["svhn", "cifar100"]
-    assert out.loc["svhn", "diff"] == pytest.approx(0.2)
-    assert out.loc["svhn", "excludes_zero"] and not out.loc["cifar100", "excludes_zero"]
-    assert out.loc["cifar100", "diff"] == pytest.approx(0.0)
-    assert (out.n_l2 == 4).all() and (out.n_nol2 == 4).all()
-    with pytest.raises(KeyError, match="columns"):
-        S.head_differences(pd.DataFrame(rows), by=["dataset"])

@@ -89,6 +89,7 @@ def test_one_seed_has_no_std(spec, tmp_path):
     spec["metrics"] = metrics_files(tmp_path, {"a": [0.40], "b": [0.80]})
     t = render_table({**spec, "std": True})
     assert cells(t.markdown)[2] == "80.0 / 20.0"
+    assert cells(t.markdown)[1] == f"40.0{BELOW_CHANCE} / 60.0"  # the mean alone keeps its mark (l2ood.stats.pct_std)
     row = t.tidy.query("column == 'near/l2' and metric == 'auroc'").iloc[0]
     assert row.n_seeds == 1 and pd.isna(row["std"]) and row["mean"] == pytest.approx(80.0)
 
@@ -98,3 +99,27 @@ def test_a_missing_number_is_an_error_naming_its_cell(spec, tmp_path):
     # the checked reader stops it first, naming the file and its line (l2ood.results)
     with pytest.raises(ValueError, match=r"a-1\.csv: has no number in \['auroc', 'fpr95'\] on line\(s\) \[2\]"):
         render_table(spec)
+
+
+def test_markdown_and_latex_escape_and_align_by_hand():
+    """l2ood.table_render on a hand-made table: the markdown rows and LaTeX's escaped cells and groups."""
+    from l2ood.table_render import latex_table, markdown_table
+
+    md = markdown_table(["Score", "AUROC"], [["MSP", "97.4 ± 0.5"]])
+    assert md.splitlines()[:3] == ["| Score | AUROC |", "|---|---|", "| MSP | 97.4 ± 0.5 |"]
+    tex = latex_table([("", 1), ("L2", 2)], ["Score", "AUROC", "FPR95"], [["feature_norm 5%", "97.4", "9.1"]], "a & b")
+    assert r"feature\_norm 5\%" in tex and r"\caption{a \& b}" in tex and r"\multicolumn{2}{c}{L2}" in tex
+
+
+def test_cells_print_mean_std_and_keep_each_numbers_statistics_and_the_below_chance_mark():
+    """l2ood.table_cells by hand: two seeds' AUROC 40 and 50 print "45.0† ± 7.1", the tidy row holds them."""
+    from l2ood.table_cells import BELOW_CHANCE, Cells
+
+    m = pd.DataFrame({"run": "r", "score": "msp", "ood": "near", "seed": [0, 1], "auroc": [0.4, 0.5],
+                      "fpr95": [0.9, 0.7], "accuracy": [0.9, 0.9]})  # fmt: skip
+    cells = Cells(m, std=True)
+    assert cells.pair("Row", "col", "r", "msp", "near") == f"45.0{BELOW_CHANCE} ± 7.1 / 80.0 ± 14.1"
+    row = cells.frame().iloc[0]
+    assert (row["metric"], row["n_seeds"], row["min"], row["max"]) == ("auroc", 2, 40.0, 50.0)
+    assert row["value"] == pytest.approx(45.0) and row["std"] == pytest.approx(7.0710678)
+    assert BELOW_CHANCE in cells.seeds_note()

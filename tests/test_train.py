@@ -15,6 +15,10 @@ import pytest
 import torch
 
 from l2ood import augment as A
+from l2ood import checkpoint as CK
+from l2ood import engine as ENG
+from l2ood import inference as INF
+from l2ood import optim as OPT
 from l2ood import train as T
 from l2ood.layout import CHECKPOINT, TRAIN_OUTPUTS
 
@@ -32,6 +36,11 @@ def tiny_cfg(epochs=2, head="l2", lr=0.1, size=8, width=4, **recipe):
     }  # fmt: skip
 
 
+def infer(model_path, images, labels) -> dict:
+    """``l2ood.inference.infer_sets`` (the infer rule's one path) for one set of images."""
+    return INF.infer_sets(model_path, {"set": (images, labels)})["set"]
+
+
 def tiny_data(n=120, size=8, seed=0):
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 3
@@ -43,7 +52,7 @@ def tiny_data(n=120, size=8, seed=0):
 
 def test_multistep_schedule_matches_the_paper():
     r = {"lr": 0.1, "schedule": "multistep", "milestones": [40, 50], "gamma": 0.1, "epochs": 60}
-    lrs = [T.learning_rate(r, e) for e in (0, 39, 40, 49, 50, 59)]
+    lrs = [OPT.learning_rate(r, e) for e in (0, 39, 40, 49, 50, 59)]
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
@@ -51,11 +60,11 @@ def test_cosine_schedule_as_timm_with_warmup_and_cooldown():
     # the CCT recipe: 310 epochs = 300 cosine + 10 cooldown at min_lr, 10 warm-up epochs from 1e-5
     r = {"lr": 55e-5, "schedule": "cosine", "warmup_epochs": 10, "warmup_lr": 1e-5, "epochs": 310,
          "cooldown_epochs": 10, "min_lr": 1e-5}  # fmt: skip
-    assert T.learning_rate(r, 0) == pytest.approx(1e-5)
-    assert T.learning_rate(r, 5) == pytest.approx(1e-5 + 5 * (55e-5 - 1e-5) / 10)
-    assert T.learning_rate(r, 150) == pytest.approx(1e-5 + 0.5 * (55e-5 - 1e-5))  # halfway through 300
-    assert T.learning_rate(r, 100) == pytest.approx(1e-5 + 0.5 * 54e-5 * (1 + math.cos(math.pi / 3)))
-    assert T.learning_rate(r, 305) == pytest.approx(1e-5)
+    assert OPT.learning_rate(r, 0) == pytest.approx(1e-5)
+    assert OPT.learning_rate(r, 5) == pytest.approx(1e-5 + 5 * (55e-5 - 1e-5) / 10)
+    assert OPT.learning_rate(r, 150) == pytest.approx(1e-5 + 0.5 * (55e-5 - 1e-5))  # halfway through 300
+    assert OPT.learning_rate(r, 100) == pytest.approx(1e-5 + 0.5 * 54e-5 * (1 + math.cos(math.pi / 3)))
+    assert OPT.learning_rate(r, 305) == pytest.approx(1e-5)
 
 
 def test_random_crop_is_a_window_of_the_zero_padded_image():
@@ -117,7 +126,7 @@ def test_run_files_have_the_expected_content(tmp_path):
         assert z["features"].dtype == np.float16 and z["features"].shape == (30, 16)
         assert np.bincount(z["labels"]).tolist() == [10, 10, 10]  # stratified
     assert not (tmp_path / CHECKPOINT).exists()
-    out = T.infer(tmp_path / "model.pt", images, labels)
+    out = infer(tmp_path / "model.pt", images, labels)
     assert out["feature_norm"].shape == (120,) and out["logits"].shape == (120, 3)
 
 
@@ -128,7 +137,7 @@ def test_probes_and_inference_see_the_same_features(tmp_path):
     T.fit(tiny_cfg(epochs=2), images, labels, tmp_path, seed=0)
     with np.load(tmp_path / "probes.npz") as z:
         idx, last_norms = z["indices"], z["norms"][-1]
-    out = T.infer(tmp_path / "model.pt", images[idx], labels[idx])
+    out = infer(tmp_path / "model.pt", images[idx], labels[idx])
     np.testing.assert_array_equal(out["feature_norm"], last_norms)
 
 
@@ -139,18 +148,18 @@ def test_inference_runs_under_the_engines_backend_flags(tmp_path, monkeypatch, f
     (the deterministic switch is set on any device) and at the flags' setter (tf32, a CUDA flag)."""
     images, labels = tiny_data()
     T.fit(tiny_cfg(epochs=1), images, labels, tmp_path, seed=0)
-    flags, backend_flags = [], T.backend_flags
-    monkeypatch.setattr(T, "backend_flags", lambda *a: (flags.append(a), backend_flags(*a))[1])
-    seen, load = [], T.load_model
+    flags, backend_flags = [], INF.backend_flags
+    monkeypatch.setattr(INF, "backend_flags", lambda *a: (flags.append(a), backend_flags(*a))[1])
+    seen, load = [], INF.load_model
 
     def observed(*args, **kwargs):
         model, cfg = load(*args, **kwargs)
         model.register_forward_pre_hook(lambda m, inp: seen.append(torch.are_deterministic_algorithms_enabled()))
         return model, cfg
 
-    monkeypatch.setattr(T, "load_model", observed)
+    monkeypatch.setattr(INF, "load_model", observed)
     engine = {"device": "cpu", "deterministic": True, "tf32": True}
-    getattr(T, fn)(tmp_path / "model.pt", {"x": (images, labels)}, engine=engine)
+    getattr(INF, fn)(tmp_path / "model.pt", {"x": (images, labels)}, engine=engine)
     assert seen and all(seen) and not torch.are_deterministic_algorithms_enabled()
     assert flags and all(a == (True, torch.device("cpu"), True) for a in flags)
 
@@ -161,21 +170,21 @@ def test_optimizer_values_are_never_defaulted(optimizer, key):
     recipe = {"optimizer": optimizer, "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
               "betas": [0.9, 0.999]}  # fmt: skip
     model = torch.nn.Linear(2, 2)
-    assert isinstance(T.build_optimizer(model, recipe), torch.optim.Optimizer)
+    assert isinstance(OPT.build_optimizer(model, recipe), torch.optim.Optimizer)
     del recipe[key]
     with pytest.raises(KeyError, match=rf"^recipe 'r' does not state {key}, which optimizer '{optimizer}' needs"):
-        T.build_optimizer(model, recipe, "r")
+        OPT.build_optimizer(model, recipe, "r")
 
 
 def test_optimizer_takes_the_recipes_values():
     model = torch.nn.Linear(2, 2)
-    sgd = T.build_optimizer(model, {"optimizer": "sgd", "lr": 0.2, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01})
+    sgd = OPT.build_optimizer(model, {"optimizer": "sgd", "lr": 0.2, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01})
     assert {k: sgd.defaults[k] for k in ("lr", "momentum", "nesterov", "weight_decay")} == {
         "lr": 0.2, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01}  # fmt: skip
-    adamw = T.build_optimizer(model, {"optimizer": "adamw", "lr": 0.3, "betas": [0.8, 0.9], "weight_decay": 0.02})
+    adamw = OPT.build_optimizer(model, {"optimizer": "adamw", "lr": 0.3, "betas": [0.8, 0.9], "weight_decay": 0.02})
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.8, 0.9)
     with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
-        T.build_optimizer(model, {"optimizer": "adam", "lr": 0.1})
+        OPT.build_optimizer(model, {"optimizer": "adam", "lr": 0.1})
 
 
 def test_nan_loss_stops_with_epoch_and_step(tmp_path):
@@ -189,7 +198,7 @@ def test_infer_rejects_wrong_resolution(tmp_path):
     images, labels = tiny_data()
     T.fit(tiny_cfg(epochs=1), images, labels, tmp_path, seed=0)
     with pytest.raises(ValueError, match="-r8"):
-        T.infer(tmp_path / "model.pt", tiny_data(size=16)[0], labels)
+        infer(tmp_path / "model.pt", tiny_data(size=16)[0], labels)
 
 
 RUNNER = """
@@ -271,13 +280,13 @@ def test_infer_returns_one_norm_per_image(tmp_path):
     number for the whole batch. Each image's norm must not depend on the rest of its batch."""
     images, labels = tiny_data()
     T.fit(tiny_cfg(epochs=1), images, labels, tmp_path, seed=0)
-    batch = T.infer(tmp_path / "model.pt", images[:10], labels[:10])["feature_norm"]
-    alone = [T.infer(tmp_path / "model.pt", images[i : i + 1], labels[i : i + 1])["feature_norm"][0] for i in range(10)]
+    batch = infer(tmp_path / "model.pt", images[:10], labels[:10])["feature_norm"]
+    alone = [infer(tmp_path / "model.pt", images[i : i + 1], labels[i : i + 1])["feature_norm"][0] for i in range(10)]
     np.testing.assert_allclose(batch, alone, rtol=1e-5)
     assert len(np.unique(batch.round(6))) == 10
-    model, _ = T.load_model(tmp_path / "model.pt")
+    model, _ = INF.load_model(tmp_path / "model.pt")
     with torch.no_grad():
-        _, z = model(A.normalize(T.to_device_images(images[:10], torch.device("cpu")), *T.norm_tensors(tiny_cfg(), "cpu")))
+        _, z = model(A.normalize(INF.to_device_images(images[:10], torch.device("cpu")), *INF.norm_tensors(tiny_cfg(), "cpu")))
     np.testing.assert_allclose(batch, z.norm(dim=1).numpy(), rtol=1e-5)
     assert not np.allclose(batch, torch.norm(z).item())
 
@@ -291,16 +300,16 @@ def test_resume_loads_the_checkpoint_to_the_cpu_whatever_the_device(tmp_path):
     still restore weights, optimizer state and every RNG state from the file."""
     images, labels = tiny_data()
     cfg = tiny_cfg(optimizer="adamw", betas=[0.9, 0.999])
-    e, cpu = T.resolve_engine({"device": "cpu"}), torch.device("cpu")
+    e, cpu = INF.resolve_engine({"device": "cpu"}), torch.device("cpu")
     run = T.setup(cfg, images, labels, 0, e, cpu)
     T.train_epoch(run, 0)
-    T.save_checkpoint(tmp_path / CHECKPOINT, run, T.new_progress())
+    CK.save_checkpoint(tmp_path / CHECKPOINT, run, T.new_progress())
     saved_rng, saved_gen = torch.get_rng_state(), run.gen.get_state()
 
     other = T.setup(cfg, images, labels, 0, e, cpu)
     other.device = torch.device("meta")  # where the old code mapped the checkpoint's tensors
     torch.manual_seed(99)
-    assert T.load_checkpoint(tmp_path / CHECKPOINT, other) == T.new_progress()
+    assert CK.load_checkpoint(tmp_path / CHECKPOINT, other) == T.new_progress()
     assert torch.equal(torch.get_rng_state(), saved_rng) and torch.equal(other.gen.get_state(), saved_gen)
     a, b = run.model.state_dict(), other.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -355,7 +364,7 @@ def test_checkpoints_follow_the_wall_clock_interval(tmp_path, monkeypatch, minut
     """checkpoint_minutes: 0 = after every epoch but the last; otherwise only once that long has
     passed (a 3-epoch run of a second writes none), not after every epoch."""
     images, labels = tiny_data()
-    written, save = [], T.save_checkpoint
+    written, save = [], CK.save_checkpoint
     monkeypatch.setattr(T, "save_checkpoint", lambda *a: (written.append(a[2]["epoch"]), save(*a)))
     T.fit(tiny_cfg(epochs=3), images, labels, tmp_path, seed=0, engine={"checkpoint_minutes": minutes})
     assert written == [1, 2][:saves]
@@ -363,27 +372,27 @@ def test_checkpoints_follow_the_wall_clock_interval(tmp_path, monkeypatch, minut
 
 def test_the_engine_trains_in_float32_with_tf32_on_cuda():
     """bf16 autocast is off by default (DDU and LogitNorm train in float32); TF32 is on on CUDA."""
-    assert T.ENGINE_DEFAULTS["amp"] is False and T.ENGINE_DEFAULTS["tf32"] == "auto"
-    cuda = T.resolve_engine({"device": "cuda"})  # resolving needs no GPU
+    assert ENG.ENGINE_DEFAULTS["amp"] is False and ENG.ENGINE_DEFAULTS["tf32"] == "auto"
+    cuda = INF.resolve_engine({"device": "cuda"})  # resolving needs no GPU
     assert (cuda["amp"], cuda["tf32"], cuda["channels_last"]) == (False, True, True)
-    assert T.resolve_engine({"device": "cpu"})["tf32"] is False
+    assert INF.resolve_engine({"device": "cpu"})["tf32"] is False
     with pytest.raises(ValueError, match="compile_mode 'fast': choose one of default, reduce-overhead"):
-        T.resolve_engine({"compile_mode": "fast"})
+        INF.resolve_engine({"compile_mode": "fast"})
 
 
 def test_tf32_is_set_for_a_cuda_run_and_restored_after():
     saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    with T.backend_flags(False, torch.device("cuda"), tf32=True):  # the flags need no GPU to be set
+    with INF.backend_flags(False, torch.device("cuda"), tf32=True):  # the flags need no GPU to be set
         assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
-    with T.backend_flags(False, torch.device("cuda"), tf32=False):
+    with INF.backend_flags(False, torch.device("cuda"), tf32=False):
         assert torch.get_float32_matmul_precision() == "highest" and not torch.backends.cudnn.allow_tf32
     assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == saved
 
 
 def test_optimizers_use_fused_kernels_on_cuda_only():
-    assert T.optimizer_kernels("cuda") == {"fused": True}
-    assert T.optimizer_kernels("cpu") == {} and T.optimizer_kernels("meta") == {}
-    sgd = T.build_optimizer(torch.nn.Linear(2, 2), tiny_cfg()["recipe"])  # on the CPU: PyTorch's default
+    assert OPT.optimizer_kernels("cuda") == {"fused": True}
+    assert OPT.optimizer_kernels("cpu") == {} and OPT.optimizer_kernels("meta") == {}
+    sgd = OPT.build_optimizer(torch.nn.Linear(2, 2), tiny_cfg()["recipe"])  # on the CPU: PyTorch's default
     assert not sgd.defaults["fused"]
 
 
@@ -391,13 +400,13 @@ def test_channels_last_keeps_the_layout_the_data_come_in(tmp_path, monkeypatch):
     """channels-last: the NHWC training set is used as it is (no NCHW copy on load), batches are
     gathered and fed in that layout, and the model input has augment.normalize's values."""
     images, labels = tiny_data()
-    e, cpu, cl = T.resolve_engine({"device": "cpu", "channels_last": True}), torch.device("cpu"), torch.channels_last
+    e, cpu, cl = INF.resolve_engine({"device": "cpu", "channels_last": True}), torch.device("cpu"), torch.channels_last
     run = T.setup(tiny_cfg(), images, labels, 0, e, cpu)
     assert run.images.is_contiguous(memory_format=cl) and run.images.data_ptr() == images.ctypes.data
     assert run.probe_images.is_contiguous(memory_format=cl)
     batch = T.take(run.images, torch.tensor([5, 1, 7]))
     assert batch.is_contiguous(memory_format=cl) and torch.equal(batch, run.images[[5, 1, 7]])
-    x = T.model_input(batch, run.mean, run.std, cl)
+    x = INF.model_input(batch, run.mean, run.std, cl)
     assert x.is_contiguous(memory_format=cl) and torch.equal(x, A.normalize(batch, run.mean, run.std))
     # what the model sees in training
     seen, build = [], T.build_model

@@ -3,7 +3,7 @@
 import logging
 
 import pytest
-from l2ood import train
+from l2ood import epochlog
 
 
 @pytest.mark.parametrize(
@@ -16,8 +16,8 @@ from l2ood import train
 )
 def test_terminal_gets_first_last_and_about_every_tenth(monkeypatch, seconds_per_epoch, shown):
     now = [0.0]
-    monkeypatch.setattr(train.time, "perf_counter", lambda: now[0])
-    clock = train.EpochClock(0, 100)
+    monkeypatch.setattr(epochlog.time, "perf_counter", lambda: now[0])
+    clock = epochlog.EpochClock(0, 100)
     got = []
     for epoch in range(1, 101):
         now[0] += seconds_per_epoch
@@ -30,8 +30,8 @@ def test_terminal_gets_first_last_and_about_every_tenth(monkeypatch, seconds_per
 
 def test_eta_after_a_resume_counts_only_this_process_epochs(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr(train.time, "perf_counter", lambda: now[0])
-    clock = train.EpochClock(40, 60)  # resumed at epoch 40 of 60
+    monkeypatch.setattr(epochlog.time, "perf_counter", lambda: now[0])
+    clock = epochlog.EpochClock(40, 60)  # resumed at epoch 40 of 60
     now[0] += 2.0
     elapsed, eta, show = clock.tick(41)
     assert (elapsed, eta, show) == (2.0, 38.0, True)
@@ -40,7 +40,7 @@ def test_eta_after_a_resume_counts_only_this_process_epochs(monkeypatch):
 def test_epoch_line_names_run_and_seed(caplog):
     row = {"epoch": 3, "loss": 0.5, "accuracy": 0.8, "lr": 0.1, "seconds": 1.5, "images_per_s": 400.0}
     with caplog.at_level(logging.INFO, logger="l2ood.train"):
-        train.log_epoch("cifar10-resnet18-l2-sgd60", 7, row, 60, 0.25, train.EpochClock(2, 60))
+        epochlog.log_epoch("cifar10-resnet18-l2-sgd60", 7, row, 60, 0.25, epochlog.EpochClock(2, 60))
     (rec,) = caplog.records
     assert rec.getMessage().startswith("cifar10-resnet18-l2-sgd60 seed 7: epoch 3/60  loss 0.5000  acc 0.8000")
     assert "elapsed 0:00:0" in rec.getMessage() and " ETA " in rec.getMessage()
@@ -48,4 +48,4 @@ def test_epoch_line_names_run_and_seed(caplog):
 
 
 def test_hms():
-    assert train._hms(0) == "0:00:00" and train._hms(65.4) == "0:01:05" and train._hms(3 * 3600 + 59) == "3:00:59"
+    assert epochlog._hms(0) == "0:00:00" and epochlog._hms(65.4) == "0:01:05" and epochlog._hms(3 * 3600 + 59) == "3:00:59"

@@ -18,16 +18,11 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT
-from workflow_files import copy_workflow, job_stats
+from workflow_files import copy_workflow, job_stats, snakemake
+
+pytestmark = pytest.mark.slow  # every test here runs Snakemake: the demo, a dry run or a lint
 
 TINY = ["--configfile", "tests/config/tiny.yaml"]
-
-
-def snakemake(cwd, *args, check=True, timeout=600):
-    proc = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +77,8 @@ def test_demo_table_content(demo):
     assert np.isfinite(tidy[["value", "mean", "std", "min", "max"]].to_numpy()).all()
     assert tidy["value"].between(0, 100).all()
     # the markdown prints the CSV's numbers
-    from l2ood.tables import BELOW_CHANCE, pct_std
+    from l2ood.stats import pct_std
+    from l2ood.tables import BELOW_CHANCE
 
     near_l2 = tidy.query("row == 'SmallCNN (Feature norm)' and column == 'digits-near/l2'").set_index("metric")
     a, f = (pct_std(near_l2.loc[k, "value"] / 100, near_l2.loc[k, "std"] / 100) for k in ("auroc", "fpr95"))

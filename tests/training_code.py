@@ -1,4 +1,4 @@
-"""The digest that keeps ``TRAINING_CODE_VERSION`` (workflow/l2ood/train.py) honest.
+"""The digest that keeps ``TRAINING_CODE_VERSION`` (workflow/l2ood/engine.py) honest.
 
 Training reruns when that version changes, not when the code does (a touched or refactored file
 must not retrain 31 GPU-hours). tests/test_rerun.py compares the digest of the code the version
@@ -6,7 +6,7 @@ covers with the one recorded in tests/training_code.sha256, beside the version i
 for. When it fails:
 
   * the change alters what training computes (numbers, not only speed or words): bump
-    ``TRAINING_CODE_VERSION`` in workflow/l2ood/train.py (every model trains again);
+    ``TRAINING_CODE_VERSION`` in workflow/l2ood/engine.py (every model trains again);
   * either way, record the new state:  python tests/training_code.py
 
 The digest reads the syntax tree without docstrings, so comments, docstrings and formatting
@@ -21,8 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "workflow/l2ood"
 RECORD = Path(__file__).resolve().with_name("training_code.sha256")
-#: what a trained model depends on besides its config and data: the engine and what it calls
-COVERED = ["train.py", "augment.py", "randaugment.py", "mix.py", "losses.py", "collapse.py", "models/*.py"]
+#: what a trained model depends on besides its config and data: the engine and what it calls (its
+#: recipe defaults, optimizer, checkpoint and forward pass; not epochlog.py, which only writes the log)
+COVERED = ["train.py", "engine.py", "optim.py", "checkpoint.py", "inference.py", "augment.py", "randaugment.py", "mix.py", "losses.py", "collapse.py", "models/*.py"]
 
 
 def covered_files() -> list[Path]:
@@ -58,9 +59,9 @@ def digest() -> str:
 
 def version() -> int:
     sys.path.insert(0, str(ROOT / "workflow"))
-    from l2ood.code import training_code
+    from l2ood.engine import TRAINING_CODE_VERSION
 
-    return training_code()["TRAINING_CODE_VERSION"]
+    return TRAINING_CODE_VERSION
 
 
 def recorded() -> tuple[int, str]:

@@ -1,7 +1,10 @@
-"""What the workflow tests share: a copy of the workflow to run in, and reading a plan."""
+"""What the workflow tests share: a copy of the workflow to run in, running Snakemake in it, and
+reading a plan. Every test that calls `snakemake` here is marked slow (tests/conftest.py checks)."""
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -31,9 +34,55 @@ def job_stats(text: str) -> dict[str, int]:
     return {r: int(c) for r, c in (line.split() for line in m.group(1).strip().splitlines())}
 
 
+def start_snakemake(cwd: Path, *args: str, log: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start ``snakemake *args`` in ``cwd``, its output (stdout and stderr) to ``log``. In its own
+    process group, so that a timeout or a test's kill takes Snakemake and its jobs together."""
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}  # a SIGKILLed head keeps its last lines
+    with open(log, "w") as out:
+        return subprocess.Popen(["snakemake", *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a process started by `start_snakemake` and everything in its group, and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def snakemake(cwd: Path, *args: str, check=True, timeout=600, env=None, log=None) -> subprocess.CompletedProcess:
+    """``snakemake *args`` in ``cwd`` with a hard timeout (SIGKILL to its process group): the process,
+    ``text`` (its output) added. Its output goes to ``log`` if given (then ``stdout`` is all of it),
+    else ``stdout`` and ``stderr`` are apart. ``check``: a failure raises with the output's end."""
+    if log is None:
+        proc = subprocess.Popen(["snakemake", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)  # fmt: skip
+    else:
+        proc = start_snakemake(cwd, *args, log=Path(log), env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate()
+        text = Path(log).read_text() if log else out + err
+        raise AssertionError(f"snakemake {' '.join(args)} killed after {timeout} s:\n{text[-4000:]}") from None
+    except BaseException:  # a Ctrl-C of pytest: its own session would not get it, so it goes with us
+        kill_group(proc)
+        raise
+    if log is not None:
+        out, err = Path(log).read_text(), ""
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    result.text = out + err
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.text[-4000:]}")
+    return result
+
+
 def dry_run(*args, timeout=300) -> subprocess.CompletedProcess:
     """``snakemake -n *args`` in the repository: the process, with ``text`` (stdout and stderr) and
     ``jobs`` (its job stats) added."""
-    proc = subprocess.run(["snakemake", "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    proc.text, proc.jobs = proc.stdout + proc.stderr, job_stats(proc.stdout)
+    proc = snakemake(ROOT, "-n", *args, check=False, timeout=timeout)
+    proc.jobs = job_stats(proc.stdout)
     return proc

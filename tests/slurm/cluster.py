@@ -15,6 +15,7 @@ line for another shell, and stops it on Enter or Ctrl-C.
 
 from __future__ import annotations
 
+import ctypes
 import getpass
 import os
 import shutil
@@ -33,6 +34,7 @@ DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
 PACKAGES = "slurmctld slurmd slurm-client munge"  # Debian's, as .ci/install-slurm.sh installs them
 NVIDIA_MAJOR = 195  # the character-device major number of /dev/nvidia*
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ClusterError(RuntimeError):
@@ -100,12 +102,30 @@ class Cluster:
                 proc.wait(timeout=5)
 
 
+def _die_with(parent: int):
+    """A child's pre-exec step: the kernel sends it SIGTERM when ``parent`` (this thread) exits.
+
+    Without it a pytest killed by SIGKILL or SIGTERM runs no finalizer, and the daemons, in their
+    own session and running as root, stayed up (issue 21). Linux only, as the test cluster is."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
 def _spawn(cluster: Cluster, name: str, cmd: list[str]) -> None:
-    # own session: a Ctrl-C meant for pytest must not kill the daemons before the finalizer runs
+    # own session: a Ctrl-C meant for pytest must not kill the daemons before the finalizer runs;
+    # the parent-death signal: a pytest killed outright takes them with it
     with open(cluster.root / "log" / f"{name}.out", "w") as out:  # the daemon keeps its own copy
         cluster.procs[name] = subprocess.Popen(
-            cmd, env=cluster.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            cmd, env=cluster.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with(os.getpid()),
+        )  # fmt: skip
 
 
 def _wait(cluster: Cluster, name: str, ready, timeout: float) -> None:

@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .engine import RANDOM_RESIZED_CROP_DEFAULTS, recipe_value
+
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Zero-pad by ``padding`` and crop back to H x W at a random offset per image."""
@@ -50,7 +52,10 @@ def crop_boxes(b: int, generator: torch.Generator, scale, ratio, device) -> tupl
 
 
 def random_resized_crop(
-    x: torch.Tensor, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+    x: torch.Tensor,
+    generator: torch.Generator,
+    scale=RANDOM_RESIZED_CROP_DEFAULTS["scale"],
+    ratio=RANDOM_RESIZED_CROP_DEFAULTS["ratio"],
 ) -> torch.Tensor:
     """Crop a random area fraction in ``scale`` with aspect ratio in ``ratio`` (log-uniform) and
     resize it back to H x W; per image, bilinear or bicubic at random (timm's
@@ -88,14 +93,14 @@ def augment(x: torch.Tensor, recipe: dict, generator: torch.Generator, fill=(128
     ``crop_padding``), flip (``flip``), RandAugment (``randaugment``; ``fill``: the colour of
     pixels that rotations and shifts uncover, timm's mean colour). Mixup/cutmix act on
     the targets too, so the training loop applies them (``l2ood.mix``)."""
-    if "random_resized_crop" in recipe:
-        rrc = recipe["random_resized_crop"]
-        x = random_resized_crop(x, generator, rrc.get("scale", (0.08, 1.0)), rrc.get("ratio", (3 / 4, 4 / 3)))
+    rrc = recipe_value(recipe, "random_resized_crop")
+    if rrc is not None:
+        x = random_resized_crop(x, generator, **{**RANDOM_RESIZED_CROP_DEFAULTS, **rrc})
     else:
-        x = random_crop(x, int(recipe.get("crop_padding", 0)), generator)
-    if recipe.get("flip", False):
+        x = random_crop(x, int(recipe_value(recipe, "crop_padding")), generator)
+    if recipe_value(recipe, "flip"):
         x = random_flip(x, generator)
-    if recipe.get("randaugment"):
+    if recipe_value(recipe, "randaugment"):
         from .randaugment import rand_augment
 
         x = rand_augment(x, generator, fill=fill, **recipe["randaugment"])

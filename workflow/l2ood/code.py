@@ -1,9 +1,9 @@
 """What the library's source declares, read without importing it: the workflow reads this at
 parse time on every node, where importing torch would cost seconds per job (and ``l2ood.config``
-must not import it).
+must not import it). The engine's defaults and ``TRAINING_CODE_VERSION`` need no parsing: they
+are in ``l2ood.engine``, which imports nothing.
 
-``training_code`` gives ``TRAINING_CODE_VERSION`` and ``ENGINE_DEFAULTS`` of ``train.py``,
-``model_signatures`` the keyword arguments of every registered model, ``code_digest`` a digest
+``model_signatures`` gives the keyword arguments of every registered model, ``code_digest`` a digest
 of a script and the library modules it imports (the cheap rules' params: an edit reruns them).
 """
 
@@ -13,22 +13,6 @@ import hashlib
 from pathlib import Path
 
 LIBRARY = Path(__file__).resolve().parent  # workflow/l2ood
-
-
-def _module_constants(path: Path, names: tuple[str, ...]) -> dict:
-    """The literal values assigned to ``names`` at the top level of the Python file ``path``."""
-    out = {}
-    for node in ast.parse(path.read_text()).body:
-        target = getattr(node, "target", None) or (node.targets[0] if isinstance(node, ast.Assign) else None)
-        if isinstance(target, ast.Name) and target.id in names and node.value is not None:
-            out[target.id] = ast.literal_eval(node.value)
-    return out
-
-
-@functools.cache
-def training_code() -> dict:
-    """``TRAINING_CODE_VERSION`` and ``ENGINE_DEFAULTS`` of ``l2ood/train.py``, read from its source."""
-    return _module_constants(LIBRARY / "train.py", ("TRAINING_CODE_VERSION", "ENGINE_DEFAULTS"))
 
 
 @functools.cache
@@ -66,6 +50,15 @@ def _imported_modules(path: Path) -> set[Path]:
                     if cand.is_file():
                         found.add(cand)
     return found
+
+
+def odin_code() -> str:
+    """A digest of ODIN's code and stored grid (l2ood/odin.py, l2ood/detectors/network.py): the features
+    job, which stores ODIN's scores, reruns when either changes, not when another detector does."""
+    h = hashlib.sha256()
+    for path in (LIBRARY / "odin.py", LIBRARY / "detectors" / "network.py"):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 @functools.cache

@@ -10,7 +10,17 @@ and tests call (``from l2ood import config``), each written in the module of its
 - ``l2ood.specs``: what a table or figure spec shows (its OoD columns, scores, runs).
 """
 
-from .config_checks import EXTRA_SCORES, check, class_count_errors, dataset_classes, score_names  # noqa: F401
+from .config_checks import (  # noqa: F401
+    EXTRA_SCORES,
+    check,
+    class_count_errors,
+    dataset_classes,
+    detector_errors,
+    figure_errors,
+    model_errors,
+    score_names,
+    table_errors,
+)
 from .config_runs import (  # noqa: F401
     NOT_PREPARE,
     NUMERIC_ENGINE_OPTIONS,

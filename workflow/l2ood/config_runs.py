@@ -4,7 +4,7 @@ the training step needs (saved next to the model); what a run recorded against w
 asks for now. What reruns a job: the README, "What makes a job run again".
 """
 
-from .code import training_code
+from .engine import ENGINE_DEFAULTS, NUMERIC_ENGINE_OPTIONS, TRAINING_CODE_VERSION
 
 
 #: What a run gets for a key it leaves out: the only copy of these defaults (the schema checks
@@ -33,8 +33,6 @@ NOT_PREPARE = ("label", "num_classes", "normalize")
 SOURCE_KEY = {"gaussian": "like", "scrambled": "of", "resize": "of"}
 
 
-#: engine options that change the numbers training computes: part of the train rule's params
-NUMERIC_ENGINE_OPTIONS = ("device", "amp", "tf32", "compile", "compile_mode", "channels_last", "deterministic")
 
 
 class ConfigError(ValueError):
@@ -44,7 +42,7 @@ class ConfigError(ValueError):
 def engine_numerics(config: dict) -> dict:
     """The engine options that change what training computes (``NUMERIC_ENGINE_OPTIONS``), defaults
     filled in from ``ENGINE_DEFAULTS``: the train rule's params, so changing one retrains."""
-    engine = {**training_code()["ENGINE_DEFAULTS"], **config["engine"]}
+    engine = {**ENGINE_DEFAULTS, **config["engine"]}
     return {k: engine[k] for k in NUMERIC_ENGINE_OPTIONS}
 
 
@@ -100,7 +98,7 @@ def resolve_run(config: dict, run: str) -> dict:
 
     Besides the run itself: ``threads``, the CPU threads training uses (``threads.train``; the float
     reductions depend on it), and ``training_code_version``, ``TRAINING_CODE_VERSION`` of
-    ``l2ood/train.py``. Both are in the train rule's params and the checkpoint's digest.
+    ``l2ood.engine``. Both are in the train rule's params and the checkpoint's digest.
     """
     spec = run_spec(config, run)
     idspec = config["datasets"][spec["dataset"]]
@@ -129,7 +127,7 @@ def resolve_run(config: dict, run: str) -> dict:
         "recipe_name": spec["recipe"],
         "recipe": run_recipe(config, run),
         "threads": config["threads"]["train"],
-        "training_code_version": training_code()["TRAINING_CODE_VERSION"],
+        "training_code_version": TRAINING_CODE_VERSION,
     }
 
 

@@ -2,7 +2,9 @@
 
 Reads what the features job stored (``l2ood.layout.FEATURES_DIR``: float16 penultimate features of
 the training split and of each test set, the head's W and b) and needs neither a GPU nor the
-model: adding a detector or changing a hyperparameter reruns only this step.
+model: adding a detector or changing a hyperparameter reruns only this step. ODIN, which needs the
+network, is read from the scores the features job stored for a grid of its hyperparameters
+(``load_odin``; l2ood.odin).
 
 Logits variants (``LOGITS``), the column ``logits`` of the table:
 
@@ -24,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from .detectors import DETECTORS, Head, label
-from .layout import FEATURES_DIR, FEATURES_HEAD, features_file
+from .fileio import load_npz
+from .layout import FEATURES_DIR, FEATURES_HEAD, features_file, odin_file
 from .metrics import OOD_METRICS, accuracy
 
 #: logits variant -> head_normalized
@@ -53,6 +56,14 @@ def load_head(run_dir) -> tuple[np.ndarray, np.ndarray, str]:
     """(W (C, d), b (C,), head name) of the run's classifier."""
     with np.load(Path(run_dir) / FEATURES_DIR / FEATURES_HEAD) as z:
         return z["weight"], z["bias"], str(z["head"])
+
+
+def load_odin(run_dir, dataset: str) -> dict:
+    """A test set's ODIN grid as the features job stored it: temperature, epsilon, a (T, eps, N) array per logits."""
+    path = Path(run_dir) / odin_file(dataset)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the features job stores it (l2ood.odin); rerun that job")
+    return load_npz(path, "delete the run's features folder; the features job writes it again")
 
 
 def make_detectors(names, params: dict | None = None) -> dict:
@@ -97,9 +108,13 @@ def evaluate_detectors(run_dir, meta: dict, names=None, params: dict | None = No
             if variant != "raw" and not detector.uses_head:
                 continue
             detector.fit(head, train_z, train_y)
-            id_scores = detector.score(id_z)
+            if detector.stored:  # ODIN: the features job's scores of the same variant
+                score = lambda d: detector.score_stored(load_odin(run_dir, d), variant)  # noqa: E731
+            else:
+                score = lambda d: detector.score(sets[d])  # noqa: E731
+            id_scores = score(meta["id"])
             for ood in meta["ood"]:
-                ood_scores = detector.score(sets[ood])
+                ood_scores = score(ood)
                 metrics = {m: fn(id_scores, ood_scores) for m, fn in OOD_METRICS.items()}
                 rows.append({**keep, "ood": ood, "detector": name, "logits": variant, **metrics, "accuracy": acc})
     return pd.DataFrame(rows)

@@ -9,53 +9,21 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from .collapse import change_by_norm_group  # noqa: E402
-from .layout import HEADS  # noqa: E402
+from .detector_figure import detectors  # noqa: E402
 from .outputs import load_outputs  # noqa: E402
-from .results import load_curves, load_seed, load_seeds  # noqa: E402
+from .plotting import (  # noqa: E402
+    DATASET_COLORS,
+    HEAD_COLORS,
+    _for_head,
+    _integer_epochs,
+    _line_styles,
+    _note,
+    _panels,
+)
+from .results import load_curves, load_seed  # noqa: E402
 from .scores import head_logits, scaled_logits  # noqa: E402
-
-#: per head, in every figure: the colour of its boxes, points and curves
-HEAD_COLORS = {"l2": "tab:blue", "nol2": "tab:gray"}
-#: curves of several runs of one head on one axes (e.g. 60 and 350 epochs): one line style each, in panel order
-LINESTYLES = ("-", "--", ":", "-.")
-#: the data sets of a scatter (ID first, then OoD): colours no head uses
-DATASET_COLORS = ("black", "tab:orange")
-
-
-def _for_head(styles: dict, head: str):
-    if head not in styles:
-        raise ValueError(f"unknown head {head!r}; the heads are {sorted(HEADS)}")
-    return styles[head]
-
-
-def _line_styles(panels: list[dict]) -> list[dict]:
-    """A line style per panel drawn on one axes: the head's colour, and the k-th panel of a head
-    the k-th of ``LINESTYLES``, so that L2 is blue and No L2 grey in every figure."""
-    seen: dict[str, int] = {}
-    out = []
-    for p in panels:
-        k = seen[p["head"]] = seen.get(p["head"], -1) + 1
-        out.append({"color": _for_head(HEAD_COLORS, p["head"]), "linestyle": LINESTYLES[k % len(LINESTYLES)]})
-    return out
-
-
-def _integer_epochs(ax) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def _panels(n: int, width: float = 4.2, height: float = 3.4, sharey: bool = False):
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False, sharey=sharey, layout="constrained")
-    return fig, list(axes[0])
-
-
-def _note(fig, text: str) -> None:
-    """A line under the panels saying what the marks mean."""
-    fig.text(0.5, -0.01, text, ha="center", va="top", fontsize="small", wrap=True)
 
 
 def norm_distributions(spec: dict):
@@ -347,83 +315,6 @@ def _probability_ticks(ax) -> None:
     right.set_ylim(lo, hi)
     right.set_yticks(ticks, labels, fontsize="small")
     right.set_ylabel("p", fontsize="small")
-
-
-#: the detectors figure's metrics: (axis label, what a score that ignores its input gets)
-DETECTOR_METRICS = {"auroc": ("AUROC (%)", 50.0), "fpr95": ("FPR95 (%, ID positive)", 95.0),
-                    "fpr95_ood_positive": ("FPR@95 (%, OoD positive)", 95.0)}  # fmt: skip
-
-
-def detectors(spec: dict):
-    """Every post-hoc detector, No L2 and L2 side by side, grouped by family (``Detector.family``, in the
-    order of ``l2ood.detectors.FAMILIES``): a column per OoD set (one x-range per column, so a set's
-    panels compare), a row of panels per family and row's pair of runs, a detector per line with a dot
-    per seed and a bar at the mean, a dashed line at chance (AUROC 50, FPR95 95); "*" right of a detector
-    whose L2 - No L2 interval (l2ood.stats.diff_ci) excludes 0. Detectors run down the page so that two
-    dozen stay readable. ``metric``: auroc (default), fpr95 or fpr95_ood_positive."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    from .detectors import DETECTORS, by_family
-    from .evaluate_detectors import detector_label
-    from .stats import diff_ci
-    from .specs import ood_columns
-
-    metric = spec.get("metric", "auroc")
-    if metric not in DETECTOR_METRICS:
-        raise ValueError(f"detectors figure: metric must be one of {sorted(DETECTOR_METRICS)}, got {metric!r}")
-    label, chance = DETECTOR_METRICS[metric]
-    m = load_seeds(spec["metrics"])  # each file checked (l2ood.results)
-    logits = spec.get("logits", "raw")
-    m = m[m.logits == logits]
-    families = by_family(spec.get("detectors") or [d for d in DETECTORS if d in set(m.detector)])
-    oods = ood_columns(spec)
-    rows = spec["rows"]
-    panels = [(k, pair, family, names) for k, pair in enumerate(rows) for family, names in families]
-    n_lines = sum(len(names) for *_, names in panels)
-    size = (1.6 + 3.2 * len(oods), 1.0 + 0.3 * n_lines + 0.35 * len(panels))  # inches: ~0.3 a detector
-    heights = [len(names) + 0.6 for *_, names in panels]  # a detector's line equally tall in every family
-    fig, axes = plt.subplots(len(panels), len(oods), figsize=size, squeeze=False, sharex="col", sharey="row",
-                             layout="constrained", height_ratios=heights)  # fmt: skip
-    rng = np.random.default_rng(0)  # the dots' vertical jitter only
-    for r, (k, pair, family, names) in enumerate(panels):
-        y = np.arange(len(names))
-        for i, (key, ds) in enumerate(oods):
-            ax = axes[r, i]
-            ax.axvline(chance, color="black", lw=0.8, ls="--", alpha=0.7)
-            tops = {}
-            for h, dy in zip(("nol2", "l2"), (-0.18, 0.18)):
-                colour = _for_head(HEAD_COLORS, h)
-                for j, name in enumerate(names):
-                    v = 100 * m[(m.run == pair[h]) & (m.detector == name) & (m.ood == ds)][metric].to_numpy()
-                    if not len(v):
-                        continue
-                    ax.scatter(v, j + dy + rng.uniform(-0.05, 0.05, len(v)), s=10, color=colour, alpha=0.6, lw=0)
-                    ax.vlines(v.mean(), j + dy - 0.14, j + dy + 0.14, color=colour, lw=2.5)
-                    tops[j] = max(tops.get(j, -np.inf), v.max())
-            for j, name in enumerate(names):
-                sel = {h: m[(m.run == pair[h]) & (m.detector == name) & (m.ood == ds)][metric] for h in ("l2", "nol2")}
-                if sel["l2"].empty or sel["nol2"].empty or not diff_ci(sel["l2"], sel["nol2"]).excludes_zero:
-                    continue
-                ax.annotate("*", (tops[j], j), xytext=(3, 0), textcoords="offset points", va="center", fontsize=11)
-            ax.set_yticks(y, [detector_label(n, logits) for n in names])
-            ax.set_ylim(len(names) - 0.5, -0.5)  # the first detector on top
-            if i == 0:
-                ax.set_ylabel(family, fontweight="bold")
-            if r == 0 or panels[r - 1][0] != k:  # the first family of a pair: the set's title
-                title = spec["labels"].get(ds, ds)
-                ax.set_title(title if len(rows) == 1 else f"{pair['label']}: {title}")
-            if r == len(panels) - 1:
-                ax.set_xlabel(label)
-            ax.grid(axis="x", alpha=0.3)
-            ax.margins(x=0.08)
-    n_seeds = m.groupby("run").seed.nunique()
-    handles = [Patch(color=_for_head(HEAD_COLORS, h), label=f"{HEADS[h]} ({n_seeds.get(rows[0][h], 0)} seeds)")
-               for h in ("nol2", "l2")]  # fmt: skip
-    handles.append(Line2D([], [], color="black", lw=0.8, ls="--", label=f"chance ({chance:g})"))
-    handles.append(Patch(color="none", label="dot: one seed, bar: mean;  *: 95% interval of L2 - No L2 excludes 0"))
-    fig.legend(handles=handles, loc="outside upper center", ncols=4 if len(oods) > 2 else 2, frameon=False)
-    return fig
 
 
 FIGURE_KINDS = {

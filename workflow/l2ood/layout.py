@@ -78,3 +78,8 @@ DETECTOR_METRICS = "detectors.csv"  # one row per OoD set x detector x logits va
 def features_file(dataset: str, split: str) -> str:
     """A set's float16 penultimate features, relative to the run directory: ``features/cifar10.train.npz``."""
     return f"{FEATURES_DIR}/{dataset}.{split}.npz"
+
+
+def odin_file(dataset: str) -> str:
+    """A test set's ODIN scores over the stored grid (l2ood.odin), relative to the run directory."""
+    return f"{FEATURES_DIR}/{dataset}.test.odin.npz"

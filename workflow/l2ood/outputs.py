@@ -1,6 +1,6 @@
 """A run's per-image outputs: one ``outputs/{dataset}.npz`` per test set (``l2ood.layout.outputs_file``).
 
-Inference writes them (``l2ood.train.infer_sets``); evaluation and the figures read them. Each file holds
+Inference writes them (``l2ood.inference.infer_sets``); evaluation and the figures read them. Each file holds
 ``feature_norm`` (N,) float32, the pre-normalization feature norm ||z||; ``logits`` (N, C) float32;
 ``labels`` (N,) int64; ``fc_bias`` (C,) float32, the classifier's bias; ``head``, a 0-d string array
 ("l2" or "nol2").

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import one_sample_t
-from .tables import markdown_table
+from .table_render import markdown_table
 
 KEYS = ["table", "row", "column", "metric"]
 

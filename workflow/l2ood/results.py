@@ -123,6 +123,16 @@ def load_seeds(files: dict[str, list[str]]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def load_detector_seeds(files: dict[str, list[str]], logits: str = "raw") -> pd.DataFrame:
+    """``load_seeds`` of ``detectors.csv`` files, the rows of one logits variant (``raw``: W z + b,
+    ``normalized``: W z/||z|| + b; l2ood.evaluate_detectors): what the detector tables and figure read."""
+    m = load_seeds(files)
+    found = sorted(set(m["logits"])) if "logits" in m else []
+    if logits not in found:
+        raise ValueError(f"no detector metrics with logits {logits!r} in {sorted(files)}; they have {found}")
+    return m[m["logits"] == logits]
+
+
 def load_seed_files(paths: list[str]) -> pd.DataFrame:
     """``load_seeds`` of a flat list of ``results/runs/<run>/seed<n>/...`` paths (a study's metrics)."""
     files: dict[str, list[str]] = {}

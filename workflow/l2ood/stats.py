@@ -60,12 +60,19 @@ def mean_std(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
 
 
-def format_mean_std(values, digits: int = 1, scale: float = 100.0, std: bool = True) -> str:
-    """ "97.4 ± 0.5" (``scale`` 100: fractions printed as percent); the mean alone for one seed or std=False."""
-    m, s = mean_std(values)
-    if not std or np.isnan(s):
-        return f"{scale * m:.{digits}f}"
-    return f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
+def pct(x: float) -> str:
+    """A fraction as percent with three significant figures, as the paper prints them: 97.4, 14.8, 7.80."""
+    v = 100 * x
+    return f"{v:.1f}" if abs(v) >= 9.995 else f"{v:.2f}"
+
+
+def pct_std(mean: float, std: float, mark: str = "") -> str:
+    """ "97.4 ± 0.5": the mean as ``pct`` (then ``mark``), the std with the same decimals (fractions in,
+    percent out). A NaN std (one seed, ``mean_std``) prints the mean alone: no spread to report, not 0."""
+    if np.isnan(std):
+        return pct(mean) + mark
+    decimals = 1 if abs(100 * mean) >= 9.995 else 2
+    return f"{pct(mean)}{mark} ± {100 * std:.{decimals}f}"
 
 
 @dataclass(frozen=True)
@@ -159,35 +166,3 @@ def one_sample_t(mean: float, std: float, n: int, reference: float, tolerance: f
     gap = abs(mean - reference) - tolerance
     t = math.copysign(max(gap, 0.0), mean - reference) / (std / math.sqrt(n))
     return OneSampleT(t, n - 1, float(2 * _scipy_stats.t.sf(abs(t), n - 1)))
-
-
-def head_differences(frame, by: list[str], value: str = "value", head: str = "head", **kwargs):
-    """One row per group of ``by`` with L2 and No-L2 rows: diff, low, high, excludes_zero, n_l2, n_nol2.
-
-    ``frame`` is tidy, one row per seed; ``head`` holds the code names "l2" / "nol2". ``kwargs``
-    go to ``diff_ci``. Groups with only one head are left out.
-    """
-    import pandas as pd
-
-    missing = [c for c in [*by, value, head] if c not in frame.columns]
-    if missing:
-        raise KeyError(f"columns {missing} not in the frame (has {list(frame.columns)})")
-    rows = []
-    for key, group in frame.groupby(by, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        l2, nol2 = group.loc[group[head] == "l2", value], group.loc[group[head] == "nol2", value]
-        if l2.empty or nol2.empty:
-            continue
-        ci = diff_ci(l2, nol2, **kwargs)
-        rows.append(
-            {
-                **dict(zip(by, key)),
-                "diff": ci.diff,
-                "low": ci.low,
-                "high": ci.high,
-                "excludes_zero": ci.excludes_zero,
-                "n_l2": ci.n_l2,
-                "n_nol2": ci.n_nol2,
-            }
-        )
-    return pd.DataFrame(rows, columns=[*by, "diff", "low", "high", "excludes_zero", "n_l2", "n_nol2"])

@@ -12,6 +12,9 @@
 Column keys: ``<ood>/<variant>`` (``svhn/nol2``, ``cifar100/SM``) or ``accuracy/<variant>``;
 ``<ood>`` is the key of the spec's ``ood`` mapping (paper names: svhn, cifar100, ...); the
 variants of Tables 4-8 are the heads' code names (``l2ood.layout.HEADS``: nol2, l2).
+
+Here each kind lays out its spec; the cells and their statistics are ``l2ood.table_cells``', the
+markdown, LaTeX and HTML ``l2ood.table_render``'s.
 """
 
 import html
@@ -20,11 +23,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .layout import HEADS
-from .results import load_seeds
+from .results import load_detector_seeds, load_seeds
 from .scores import LABELS as SCORE_LABELS
 from .specs import ood_columns, row_score, score_columns
 from .specs import scores as spec_scores
-from .stats import DIFF_METHOD, diff_ci, mean_std
+from .stats import DIFF_METHOD, diff_ci, pct
+from .table_cells import BELOW_CHANCE, Cells  # noqa: F401 (BELOW_CHANCE: named with the tables)
+from .table_render import html_page, html_table, latex_table, markdown_table
 
 #: the heads in the order Tables 4-8 print them: the baseline first
 HEAD_ORDER = ("nol2", "l2")
@@ -38,150 +43,17 @@ class Table:
     html: str
 
 
-def pct(x: float) -> str:
-    """Percent with three significant figures as the paper prints them: 97.4, 14.8, 7.80."""
-    v = 100 * x
-    return f"{v:.1f}" if abs(v) >= 9.995 else f"{v:.2f}"
-
-
-def pct_std(mean: float, std: float) -> str:
-    """ "97.4 ± 0.5": the mean as ``pct``, the std with the same decimals (fractions in, percent out)."""
-    decimals = 1 if abs(100 * mean) >= 9.995 else 2
-    return f"{pct(mean)} ± {100 * std:.{decimals}f}"
 
 
 def load_metrics(files: dict[str, list[str]]) -> pd.DataFrame:
     return load_seeds(files)  # each file checked: a damaged one stops the table naming it
 
 
-#: marks an AUROC below 50%: the score ranks OoD images above ID ones (reversed, it would do better)
-BELOW_CHANCE = "\u2020"
-BELOW_CHANCE_NOTE = f"{BELOW_CHANCE} AUROC below 50: the score ranks OoD above ID (worse than chance, not weak)."
 #: the note under every L2 - No L2 column (l2ood.stats.diff_ci says why Welch's interval, and when there is none)
 DIFF_NOTE = (f"L2 - No L2: difference of the means over seeds in percent points, with the 95% {DIFF_METHOD} "
              "(each head's seeds an independent sample, variances not assumed equal); * where it excludes 0 "
              "(for FPR95, below 0 is better); no interval and no star where a head has one seed or neither "
              "head's seeds vary.")  # fmt: skip
-
-
-class Cells:
-    """Collects the printed cells of a table, with their statistics over seeds."""
-
-    def __init__(self, metrics: pd.DataFrame, std: bool = False):
-        self.metrics = metrics
-        self.rows: list[dict] = []
-        self.std = std  # the table spec's `std: true`: cells print "mean ± std" over seeds
-        self.below_chance = False  # some printed AUROC is below 50: the note explains the dagger
-
-    def select(self, run: str, score: str | None = None, ood: str | None = None) -> pd.DataFrame:
-        m = self.metrics[self.metrics.run == run]
-        if score is not None:
-            m = m[m.score == score]
-        if ood is not None:
-            m = m[m.ood == ood]
-        return m
-
-    def add(self, row, column, metric, values: pd.Series, stat="mean", **where) -> float | None:
-        if values.empty:
-            return None
-        try:
-            mean, std = mean_std(values)  # the std of one seed is NaN: no spread to report, not 0
-        except ValueError as e:
-            raise ValueError(f"table row {row!r}, column {column!r}, {metric} of {where}: {e}") from None
-        s = {"mean": mean, "std": std, "min": values.min(), "max": values.max()}
-        self.rows.append({"row": row, "column": column, "metric": metric, "value": 100 * s[stat], "stat": stat,
-                          **{k: 100 * v for k, v in s.items()}, "n_seeds": len(values), **where})  # fmt: skip
-        return s[stat]
-
-    def pair(self, row, column, run, score, ood, stat="mean") -> str:
-        """One "AUROC / FPR95" cell (per-seed values: one per seed)."""
-        m = self.select(run, score, ood)
-        if m.empty:
-            return "n/a"
-        auroc = self.add(row, column, "auroc", m.auroc, stat, run=run, score=score, ood=ood)
-        mark = BELOW_CHANCE if auroc < 0.5 else ""
-        self.below_chance |= bool(mark)
-        a = self.text(auroc, mark)
-        f = self.text(self.add(row, column, "fpr95", m.fpr95, stat, run=run, score=score, ood=ood))
-        return f"{a} / {f}"
-
-    def text(self, value: float, mark: str = "") -> str:
-        """The printed text of the number just added: ``pct`` and ``mark``, and " ± std" if the table asks for it."""
-        last = self.rows[-1]
-        if not self.std or last["stat"] != "mean" or last["n_seeds"] < 2:
-            return pct(value) + mark
-        return pct_std(value, last["std"] / 100).replace(" ± ", f"{mark} ± ", 1)
-
-    def accuracy(self, row, column, run) -> str:
-        m = self.select(run).drop_duplicates("seed")  # accuracy repeats on every row of a seed
-        v = self.add(row, column, "accuracy", m.accuracy, run=run)
-        return "n/a" if v is None else self.text(v)
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows)
-
-    def seeds_note(self) -> str:
-        n = self.frame()["n_seeds"] if self.rows else pd.Series([0])
-        seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
-        if self.std:
-            text = f"Mean ± standard deviation over {seeds} seeds; minima and maxima in the CSV."
-        else:
-            text = f"Mean over {seeds} seeds; standard deviations, minima and maxima in the CSV."
-        return text + (f" {BELOW_CHANCE_NOTE}" if self.below_chance else "")
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
-
-
-def _tex_escape(s) -> str:
-    s = str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
-    return s.replace("±", r"$\pm$")  # mean ± std cells
-
-
-def _latex(groups: list[tuple[str, int]], header: list[str], rows: list[list[str]], caption: str) -> str:
-    top = " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{_tex_escape(g)}}}" if n > 1 else _tex_escape(g) for g, n in groups)
-    out = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{l{'c' * (len(header) - 1)}}}", r"\toprule"]
-    out += [top + r" \\", " & ".join(_tex_escape(h) for h in header) + r" \\", r"\midrule"]
-    out += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in rows]
-    out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex_escape(caption)}}}", r"\end{table}"]
-    return "\n".join(out) + "\n"
-
-
-def _header_groups(groups, header):
-    """Each group with the header cells under it: [((group, n), [cells...]), ...]."""
-    out, col = [], 0
-    for g, n in groups:
-        out.append(((g, n), header[col : col + n]))
-        col += n
-    return out
-
-
-#: the HTML pages' styles, scoped to ``.l2ood-table`` (the report's home page includes the pages)
-HTML_STYLE = (".l2ood-table{font-family:sans-serif;font-size:13px;margin:8px 0} .l2ood-table table{border-collapse:"
-              "collapse;margin:6px 0} .l2ood-table th,.l2ood-table td{border:1px solid #bbb;padding:3px 6px;"
-              "text-align:center} .l2ood-table td{white-space:nowrap} .l2ood-table td:first-child{text-align:left}"
-              " .l2ood-table th{background:#eee} .l2ood-table p{max-width:60em}")  # fmt: skip
-
-
-def html_table(groups: list[tuple[str, int]], header: list[str], rows) -> str:
-    """One table as HTML: two header rows as the LaTeX; an "AUROC / FPR95" cell on two lines, so that a
-    narrow page wraps between the numbers, not inside them."""
-    esc = html.escape
-    top = "".join(f'<th colspan="{n}">{esc(g)}</th>' if n > 1 else f'<th rowspan="2">{esc(g)}</th>' for g, n in groups)
-    sub = "".join(f"<th>{esc(h)}</th>" for (g, n), hs in _header_groups(groups, header) if n > 1 for h in hs)
-    body = "".join("<tr>" + "".join(f"<td>{'<br>'.join(map(esc, str(c).split(' / ')))}</td>" for c in r) + "</tr>\n"
-                   for r in rows)  # fmt: skip
-    return f"<table>\n<tr>{top}</tr>\n<tr>{sub}</tr>\n{body}</table>\n"
-
-
-def html_page(title: str, caption: str, tables: list[str], note: str) -> str:
-    """A table's HTML fragment for the report (a result, and inline on its home page): the caption
-    above, the tables (``html_table``), the note below."""
-    esc = html.escape
-    return (f'<meta charset="utf-8"><style>{HTML_STYLE}</style>\n<div class="l2ood-table">\n'
-            f"<p><b>{esc(title)}.</b> {esc(caption)}</p>\n{''.join(tables)}<p>{esc(note)}</p>\n</div>\n")  # fmt: skip
 
 
 def _render(spec, cells: Cells, groups, header, rows, note="") -> Table:
@@ -195,7 +67,7 @@ def _render(spec, cells: Cells, groups, header, rows, note="") -> Table:
     full_note = f"{note or 'AUROC / FPR95 (%, ID positive).'} {cells.seeds_note()}"
     text = f"**{title}.** {spec['caption']}\n\n" + markdown_table(flat, rows) + f"\n{full_note}\n"
     page = html_page(title, spec["caption"], [html_table(groups, header, rows)], full_note)
-    return Table(cells.frame(), text, _latex(groups, header, rows, spec["caption"]), page)
+    return Table(cells.frame(), text, latex_table(groups, header, rows, spec["caption"]), page)
 
 
 def _label(spec, dataset):
@@ -250,7 +122,7 @@ def _with_differences(spec: dict, cells: Cells, table: Table, scores: list, oods
     note = DIFF_NOTE
     markdown = table.markdown + "\n*L2 - No L2 [95% CI]* (AUROC / FPR95, %)\n\n" + markdown_table(header, rows)
     groups = [(h, 1) for h in header]
-    latex = table.latex + _latex(groups, sub, rows, f"{spec['caption']} {note}")
+    latex = table.latex + latex_table(groups, sub, rows, f"{spec['caption']} {note}")
     extra = f"<p><i>L2 - No L2 [95% CI]</i> (AUROC / FPR95, %)</p>\n{html_table(groups, sub, rows)}"
     page = table.html.removesuffix("</div>\n") + extra + f"<p>{html.escape(note)}</p>\n</div>\n"
     return Table(cells.frame(), markdown + f"\n{note}\n", latex, page)
@@ -364,12 +236,7 @@ OPENOOD_METRICS = {"auroc": "AUROC", "fpr95_ood_positive": "FPR@95 (OoD positive
 def load_detector_metrics(spec: dict) -> pd.DataFrame:
     """Every seed's detector metrics of the spec's runs, one logits variant (``logits``, default
     ``raw``: W z + b, l2ood.evaluate_detectors), with ``detector`` as ``score`` for ``Cells``."""
-    m = load_metrics(spec["metrics"])
-    logits = spec.get("logits", "raw")
-    m = m[m.logits == logits]
-    if m.empty:
-        raise ValueError(f"no detector metrics with logits {logits!r}; the variants are 'raw' and 'normalized'")
-    return m.rename(columns={"detector": "score"})
+    return load_detector_seeds(spec["metrics"], spec.get("logits", "raw")).rename(columns={"detector": "score"})
 
 
 def _detectors(spec: dict, m: pd.DataFrame) -> list[str]:
@@ -425,7 +292,7 @@ def _sections(spec, cells: Cells, sections: list[tuple[str, list, list, list]], 
             flat += [f"{g} {h}".strip() for h in header[col : col + n]]
             col += n
         text += f"\n*{name}* (%)\n\n" + markdown_table(flat, rows)
-        tex += _latex(groups, header, rows, f"{spec['caption']} {name} (%). {note}")  # the note: the interval's method
+        tex += latex_table(groups, header, rows, f"{spec['caption']} {name} (%). {note}")  # note: the interval's method
         pages.append(f"<p><i>{html.escape(name)}</i> (%)</p>\n" + html_table(groups, header, rows))
     text += f"\n{note} {cells.seeds_note()}\n"
     tidy = cells.frame().assign(logits=spec.get("logits", "raw"))  # the detectors' logits variant, as labelled

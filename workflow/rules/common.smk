@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from l2ood import code
 from l2ood import config as cfglib
 from l2ood import own_data, plan, sources  # none imports torch: this runs at parse time on every node
+from l2ood.engine import TRAINING_CODE_VERSION
 from l2ood.layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
 from l2ood.layout import COMPARISON, COMPARISON_FORMATS, FIGURE_FORMATS, figure_file, prepared_file, prepared_record
 from l2ood.layout import RELEASE, study_file, table_file
@@ -165,7 +166,7 @@ def train_params(wildcards):
 
 
 def train_engine(wildcards):
-    """The engine options that change the numbers (l2ood.config.NUMERIC_ENGINE_OPTIONS)."""
+    """The engine options that change the numbers (l2ood.engine.NUMERIC_ENGINE_OPTIONS)."""
     return cfglib.engine_numerics(config)
 
 
@@ -220,7 +221,12 @@ def script_code(name):
 
 def infer_code(wildcards):
     """Inference runs the training engine's forward pass: it reruns with TRAINING_CODE_VERSION."""
-    return code.training_code()["TRAINING_CODE_VERSION"]
+    return TRAINING_CODE_VERSION
+
+
+def features_code(wildcards):
+    """The features job: inference's code, and ODIN's (whose scores it stores) with its grid."""
+    return {"infer": infer_code(wildcards), "odin": code.odin_code()}
 
 
 # --- studies: metrics, tables, figures -------------------------------------------------------
@@ -348,7 +354,7 @@ JOB_PARAMS = {
     "import_weights": {"cfg": train_params},
     "release": {"seeds": release_seeds, "code": script_code("release")},
     "infer": {"datasets": infer_datasets, "code": infer_code},
-    "features": {"sets": features_sets, "code": infer_code},
+    "features": {"sets": features_sets, "code": features_code},
     "evaluate": {"meta": evaluate_params, "code": script_code("evaluate")},
     "detectors": {"meta": detectors_params, "code": script_code("detectors")},
     "study_metrics": {"code": script_code("study_metrics")},

@@ -1,5 +1,6 @@
 # features: model + the run's training split and test sets -> features/{dataset}.{split}.npz (float16
-# penultimate features, eval mode, no augmentation) and features/head.npz (W, b). One job per run and
+# penultimate features, eval mode, no augmentation), features/head.npz (W, b) and each test set's ODIN
+# scores over a grid of (T, eps), features/{dataset}.test.odin.npz (l2ood.odin). One job per run and
 # seed, as infer; only for the runs a detector table or figure names (common.smk, l2ood.config).
 # detectors: the stored features -> detectors.csv, every detector x OoD set x logits variant, on CPU:
 # a new detector or hyperparameter (config `detectors:`) reruns this step, never the GPU job.

@@ -50,7 +50,7 @@ def claim_gpu(snakemake) -> None:
     if int(getattr(snakemake.resources, "gpu", 0) or 0) < 1:
         return
     from l2ood.gpus import claim_device
-    from l2ood.train import ENGINE_DEFAULTS
+    from l2ood.engine import ENGINE_DEFAULTS
 
     claim_device(jobs_per_gpu={**ENGINE_DEFAULTS, **snakemake.config["engine"]}["jobs_per_gpu"])
     log = logging.getLogger(f"l2ood.{snakemake.rule}")

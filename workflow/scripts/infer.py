@@ -8,7 +8,7 @@ claim_gpu(snakemake)  # first: before torch starts CUDA
 from l2ood.data import load_split  # noqa: E402
 from l2ood.layout import outputs_file  # noqa: E402
 from l2ood.outputs import save_outputs  # noqa: E402
-from l2ood.train import infer_sets  # noqa: E402
+from l2ood.inference import infer_sets  # noqa: E402
 
 out_dir = Path(snakemake.output[0])  # (the rule declares run_dir / OUTPUTS_DIR)
 out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ claim_gpu(snakemake)  # first: before torch starts CUDA
 
 from l2ood.data import load_split  # noqa: E402
 from l2ood.layout import TRAIN_OUTPUTS  # noqa: E402
-from l2ood.train import ENGINE_DEFAULTS, TrainingInterrupted, fit  # noqa: E402
+from l2ood.engine import ENGINE_DEFAULTS  # noqa: E402
+from l2ood.train import TrainingInterrupted, fit  # noqa: E402
 
 cfg = snakemake.params.cfg
 seed = int(snakemake.wildcards.seed)

@@ -40,8 +40,9 @@ import numpy as np
 
 from .base import FAMILIES  # noqa: F401
 from .base import L2_EPS, Detector, Head, _as_features, logsumexp, msp_log_odds, unit  # noqa: F401 (re-exported)
-from .distance import FDBD, KNN, KNN_BLOCK, RMDS, Mahalanobis, ViM, vim_dim  # noqa: F401
+from .distance import FDBD, KNN, KNN_BLOCK, RMDS, Mahalanobis, ViM, knn_distances, vim_dim  # noqa: F401
 from .logits import GEN, MSP, Energy, FeatureNorm, LogitNorm, MaxLogit, OnePass  # noqa: F401
+from .network import ODIN  # noqa: F401
 from .shaping import DICE, ReAct  # noqa: F401
 from .activation import ASHB, ASHP, ASHS, SCALE  # noqa: F401
 from .probability import Entropy, GradNorm, KLMatching, TemperatureScaling  # noqa: F401
@@ -72,6 +73,7 @@ DETECTORS: dict[str, type[Detector]] = {
     "scale": SCALE,
     "she": SHE,
     "nnguide": NNGuide,
+    "odin": ODIN,
 }
 
 #: name -> printed name of the method (``label`` below adds which logits it read)
@@ -116,13 +118,16 @@ def score_all(
     """Fit each detector once and score every test set: ``{detector: {test set: (N,) scores}}``.
 
     ``features``: test set name -> raw features (N, d), any float dtype (float16 as stored is fine).
-    ``names``: detectors to run (default: all of ``DETECTORS``); the training split is needed when
-    one of them is fitted on it.
+    ``names``: detectors to run (default: all of ``DETECTORS`` but ODIN, which the features job scores);
+    the training split is needed when one of them is fitted on it.
     """
-    names = list(DETECTORS) if names is None else list(names)
+    names = [n for n, c in DETECTORS.items() if not c.stored] if names is None else list(names)
     unknown = [n for n in names if n not in DETECTORS]
     if unknown:
         raise KeyError(f"unknown detectors {unknown}; known: {sorted(DETECTORS)}")
+    stored = [n for n in names if DETECTORS[n].stored]
+    if stored:
+        raise ValueError(f"{stored} need the network, not features: the features job stores their scores")
     # convert once (float16 -> float64), not once per detector
     features = {dataset: _as_features(z, head.dim, f"features of {dataset}") for dataset, z in features.items()}
     if train_features is not None:

@@ -170,6 +170,8 @@ class Detector:
     uses_train = False
     #: whether the scores depend on the head (W, b, head_normalized); False: on z alone
     uses_head = True
+    #: True: scored by the features job from the network (ODIN), read with ``score_stored``, not ``score``
+    stored = False
 
     def fit(self, head: Head, train_features=None, train_labels=None) -> "Detector":
         if not isinstance(head, Head):
