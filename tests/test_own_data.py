@@ -79,3 +79,32 @@ def test_id_labels_outside_num_classes_stop_with_the_file(tmp_path):
     with pytest.raises(OwnDataError, match="names no `test` path"):
         prepare(spec, "test", tmp_path / "out" / "test.npz")
     assert not (tmp_path / "out" / "train.npz").exists()
+
+
+def test_the_config_examples_of_the_readme_and_docs_own_are_valid_configs():
+    """Each YAML example of README's "Your own checkpoint, model or data" and docs/own.md, merged over
+    config.yaml, passes the schema and the cross-checks (a renamed key would fail here)."""
+    import copy
+    import re
+
+    import yaml
+    from conftest import ROOT
+
+    from l2ood import config as C
+
+    def merged(base, new):
+        out = copy.deepcopy(base)
+        for k, v in new.items():
+            out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    readme = (ROOT / "README.md").read_text().split("## Your own checkpoint, model or data")[1].split("\n## ")[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", readme + (ROOT / "docs/own.md").read_text(), re.S)
+    assert len(blocks) == 3
+    examples = [yaml.safe_load(b) for b in blocks]
+    extra = {"datasets": {"my-ood": {"kind": "image_folder", "test": "x", "image_size": 32}}}  # docs' run names it
+    for example in examples:
+        cfg = merged(merged(base, extra), example)
+        assert C.schema_errors(cfg, ROOT / "workflow/schemas/config.schema.yaml") == [], example
+        C.check(cfg)

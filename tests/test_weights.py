@@ -98,8 +98,9 @@ def test_openood_checkpoint_is_scored_by_every_detector(tmp_path):
         (_, z_train), (_, z_id), (_, z_ood) = (functional_forward(sd, x) for x in (x_train, x_id, x_ood))
     head = Head(sd["fc.weight"].numpy(), sd["fc.bias"].numpy(), head_normalized=False)
     y_train = np.arange(120) % 10
-    scores = score_all(head, {"id": z_id.numpy(), "ood": z_ood.numpy()}, z_train.numpy(), y_train)
-    assert set(scores) == set(DETECTORS)
+    names = [n for n, c in DETECTORS.items() if not c.stored]  # ODIN: scored from the network, in the features job
+    scores = score_all(head, {"id": z_id.numpy(), "ood": z_ood.numpy()}, z_train.numpy(), y_train, names=names)
+    assert set(scores) == set(names) and len(names) == len(DETECTORS) - 1
     for name, per_set in scores.items():
         assert all(np.isfinite(v).all() and v.shape == (12,) for v in per_set.values()), name
 
@@ -128,3 +129,42 @@ def test_a_file_that_is_not_a_state_dict_is_named(tmp_path):
     (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(Exception, match="cut.pt"):
         read_state_dict(tmp_path / "cut.pt")
+
+
+def test_the_config_check_of_a_weights_run_names_what_does_not_fit():
+    """A run is trained (recipe) or imported (weights), one of the two; {seed} for several seeds; no
+    figure of training records; an image_folder set names its test path."""
+    import copy
+
+    import yaml
+    from conftest import ROOT
+
+    from l2ood import config as C
+
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    run = {k: v for k, v in base["runs"]["demo-smallcnn-l2"].items() if k not in ("recipe", "probe_size")}
+
+    def errors(**changes):
+        cfg = copy.deepcopy(base)
+        cfg["runs"]["ext"] = {**run, **changes}
+        try:
+            C.check(cfg)
+        except C.ConfigError as err:
+            return str(err)
+        return ""
+
+    assert errors(weights="ckpt/s{seed}.pt") == ""
+    assert "runs.ext.recipe: a run with `weights:` is not trained; remove `recipe`" in errors(weights="a{seed}.pt", recipe="demo-sgd60")
+    assert "runs.ext.weights: 'one.pt' names one file for 3 seeds; put {seed}" in errors(weights="one.pt")
+    assert errors(weights="one.pt", seeds=1) == ""
+    assert "runs.ext: needs a `recipe` to train with (or `weights:`" in errors()
+    cfg = copy.deepcopy(base)
+    cfg["runs"]["ext"] = {**run, "weights": "s{seed}.pt"}
+    cfg["studies"]["demo"]["figures"]["variability"] = {"kind": "norm_variability", "caption": "c",
+                                                        "panels": [{"run": "ext", "label": "x"}]}
+    with pytest.raises(C.ConfigError, match="kind norm_variability reads training records, which run ext"):
+        C.check(cfg)
+    cfg = copy.deepcopy(base)
+    cfg["datasets"]["mine"] = {"kind": "image_folder", "image_size": 8}
+    with pytest.raises(C.ConfigError, match="datasets.mine: kind 'image_folder' needs 'test'"):
+        C.check(cfg)
