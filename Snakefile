@@ -24,6 +24,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/external.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/detectors.smk"
 include: "workflow/rules/tables.smk"
@@ -42,6 +43,7 @@ localrules:
     table,
     figure,
     paper_vs_reproduced,
+    release,
 
 
 rule all:

@@ -29,6 +29,7 @@ from .config_runs import (  # noqa: F401
     SOURCE_KEY,
     ConfigError,
     engine_numerics,
+    is_external,
     params_differences,
     prepare_spec,
     recorded_differences,
@@ -37,6 +38,7 @@ from .config_runs import (  # noqa: F401
     run_seeds,
     run_spec,
     seeds,
+    weights_file,
 )
 from .config_schema import coerce_command_line, schema_errors  # noqa: F401
 from .config_studies import (  # noqa: F401

@@ -28,6 +28,8 @@ def check(config: dict) -> None:
                           if source else f"datasets.{name}.{key}: kind {spec['kind']!r} is made from no other set; remove {key!r}")  # fmt: skip
         if source and source not in spec and not ({"like", "of"} & set(spec)):
             errors.append(f"datasets.{name}: kind {spec['kind']!r} needs {source!r} (the data set it is made from)")
+        if spec["kind"] in ("image_folder", "npz") and "test" not in spec:
+            errors.append(f"datasets.{name}: kind {spec['kind']!r} needs 'test' (its test split's folder or file; docs/own.md)")
         if spec["kind"] == "digits" and "classes" not in spec:
             errors.append(f"datasets.{name}: kind 'digits' needs 'classes' (the digits it holds, e.g. [0, 1, 2, 3, 4])")
     errors += class_count_errors(config)
@@ -40,10 +42,13 @@ def check(config: dict) -> None:
             errors.append(f"runs.{name}.dataset: unknown data set {run['dataset']!r}")
             continue
         idspec = ds[run["dataset"]]
+        if idspec["kind"] in ("image_folder", "npz") and "train" not in idspec and "weights" not in run:
+            errors.append(f"datasets.{run['dataset']}: run {name} trains on it, so it needs 'train' (a folder or file)")
         for key in ("num_classes", "normalize"):
             if key not in idspec:
                 errors.append(f"datasets.{run['dataset']}: used for training by run {name}, so it needs {key!r}")
-        if run["recipe"] not in recipes:
+        errors += external_errors(config, name, run)
+        if "recipe" in run and run["recipe"] not in recipes:
             errors.append(f"runs.{name}.recipe: unknown recipe {run['recipe']!r}; known: {sorted(recipes)}")
         errors += model_errors(name, run)
         for o in run.get("tune_scale_on", []):
@@ -183,4 +188,27 @@ def detector_errors(config: dict) -> list[str]:
                     size = ds[config["runs"][r]["dataset"]]["image_size"]
                     if ds[d]["image_size"] != size:
                         errors.append(f"{where}: {d!r} is {ds[d]['image_size']} px but run {r} sees {size} px")
+    return errors
+
+
+#: figure kinds that read what training records epoch by epoch: an external run (``weights:``) has none
+TRAINING_RECORDS = ("norm_variability", "collapse", "feature_change")
+
+
+def external_errors(config: dict, name: str, run: dict) -> list[str]:
+    """A run is trained (``recipe``) or names its checkpoints (``weights``), one of the two; a pattern
+    for several seeds says where each seed's file is (``{seed}``)."""
+    where = f"runs.{name}"
+    if "weights" not in run:
+        return [] if "recipe" in run else [f"{where}: needs a `recipe` to train with (or `weights:`, checkpoints to evaluate)"]
+    errors = [f"{where}.{k}: a run with `weights:` is not trained; remove `{k}`"
+              for k in ("recipe", "recipe_overrides", "probe_size") if k in run]
+    if "{seed}" not in run["weights"] and len(run_seeds(config, name)) > 1:
+        errors.append(f"{where}.weights: {run['weights']!r} names one file for {len(run_seeds(config, name))} seeds; "
+                      f"put {{seed}} where each seed's file differs (e.g. ckpt/s{{seed}}/best.ckpt)")
+    for sname, study in config["studies"].items():
+        for fname, spec in study.get("figures", {}).items():
+            if spec.get("kind") in TRAINING_RECORDS and name in spec_runs(spec):
+                errors.append(f"studies.{sname}.figures.{fname}: kind {spec['kind']} reads training records, "
+                              f"which run {name} (weights:, not trained) does not have")
     return errors

@@ -17,6 +17,7 @@ RUN_DEFAULTS = {
     "recipe_overrides": {},  # recipe keys this run changes (e.g. the batch size ResNet50 fits)
     "normalize": None,  # the run's input normalization; None: its data set's
     "tune_scale_on": None,  # OoD sets the scaled softmax's scale is tuned on (Table 2); None: all of `ood`
+    "weights": None,  # an external checkpoint per seed ({seed} in the path): the run is not trained (docs/own.md)
 }
 
 
@@ -48,6 +49,16 @@ def engine_numerics(config: dict) -> dict:
 def run_spec(config: dict, run: str) -> dict:
     """``runs.<run>`` with ``RUN_DEFAULTS`` filled in (a new dict; the config is not changed)."""
     return {**RUN_DEFAULTS, **config["runs"][run]}
+
+
+def is_external(config: dict, run: str) -> bool:
+    """Whether ``run`` evaluates checkpoints named by ``weights:`` instead of training (docs/own.md)."""
+    return run_spec(config, run)["weights"] is not None
+
+
+def weights_file(config: dict, run: str, seed: int) -> str:
+    """The external checkpoint of ``run``'s ``seed``: its ``weights`` pattern with ``{seed}`` filled in."""
+    return run_spec(config, run)["weights"].replace("{seed}", str(seed))
 
 
 def run_recipe(config: dict, run: str) -> dict:
@@ -91,6 +102,18 @@ def resolve_run(config: dict, run: str) -> dict:
     """
     spec = run_spec(config, run)
     idspec = config["datasets"][spec["dataset"]]
+    if spec["weights"] is not None:  # not trained: no recipe, threads or training code count
+        return {
+            "run": run,
+            "dataset": spec["dataset"],
+            "model": spec["model"],
+            "model_kwargs": dict(spec["model_kwargs"]),
+            "head": spec["head"],
+            "num_classes": idspec["num_classes"],
+            "image_size": idspec["image_size"],
+            "normalize": spec["normalize"] or idspec["normalize"],
+            "weights": spec["weights"],
+        }
     return {
         "run": run,
         "dataset": spec["dataset"],
@@ -111,7 +134,10 @@ def resolve_run(config: dict, run: str) -> dict:
 def recorded_differences(recorded: dict, config: dict, run: str, seed: int) -> list[str]:
     """How a run's recorded ``config.yaml`` (written by the train job) differs from what the config
     asks for now: ``["recipe.epochs: recorded 60, now 30", ...]``; empty if the result is current."""
-    now = {**resolve_run(config, run), "seed": seed, "engine": engine_numerics(config)}
+    now = {**resolve_run(config, run), "seed": seed}
+    if is_external(config, run):  # what was imported (its SHA-256) is the rule's input, not a config value
+        return _differences({k: v for k, v in recorded.items() if k != "weights_file"}, now, "")
+    now["engine"] = engine_numerics(config)
     # only the numeric engine options count; the job records all of them
     rec = {**recorded, "engine": {k: recorded.get("engine", {}).get(k) for k in NUMERIC_ENGINE_OPTIONS}}
     return _differences(rec, now, "")

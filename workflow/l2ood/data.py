@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import readers, sources
+from . import own_data, readers, sources
 from .download import check_md5, md5sum
 from .fileio import atomic_path
 from .sources import CorruptFileError
@@ -173,6 +173,8 @@ def prepare(spec: dict, split: str, out, inputs=(), md5=None) -> None:
     elif kind == "resize":
         images, labels = load_split(inputs[0])
         save_split(out, resize_images(images, spec["image_size"]), labels)
+    elif kind in own_data.KINDS:
+        save_split(out, *own_data.prepare_own(spec, split))
     else:
         prepare_raw(kind, inputs, split, out, size=spec["image_size"], md5=md5)
 

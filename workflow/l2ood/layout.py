@@ -2,6 +2,7 @@
 
 PREPARED = "resources/prepared/{dataset}/{split}.npz"  # images uint8 N x H x W x 3, labels int64
 RUN_DIR = "results/runs/{run}/seed{seed}"
+RELEASE = "results/release/{run}.zip"  # a run's checkpoints to share (l2ood.release)
 
 #: the training job's declared outputs, by role (rules/train.smk declares them from this mapping)
 TRAIN_OUTPUTS = {

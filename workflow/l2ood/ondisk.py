@@ -127,19 +127,17 @@ def graph(config: dict, prepare_inputs=lambda dataset, split: []) -> dict[str, N
     detector_runs = set(cfglib.detector_runs(config))
     for run in config["runs"]:
         spec = cfglib.run_spec(config, run)
-        tests = [spec["dataset"], *spec["ood"]]
-        for split, names in (("train", [spec["dataset"]]), ("test", tests)):
+        tests, external = [spec["dataset"], *spec["ood"]], cfglib.is_external(config, run)
+        for split, names in (("train", [] if external else [spec["dataset"]]), ("test", tests)):
             for d in names:
                 add("prepare", [prepared(d, split)], prepare_inputs(d, split), dataset=d, split=split)
         for seed in cfglib.run_seeds(config, run):
             w = {"run": run, "seed": str(seed)}
             model = run_file(run, seed, TRAIN_OUTPUTS["model"])
-            add(
-                "train",
-                [run_file(run, seed, n) for n in TRAIN_OUTPUTS.values()],
-                read_prepared(spec["dataset"], "train"),
-                **w,
-            )
+            if external:  # imported, not trained (rules/external.smk): checked as a training's outputs
+                add("train", [model, run_file(run, seed, TRAIN_OUTPUTS["config"])], [cfglib.weights_file(config, run, seed)], **w)
+            else:
+                add("train", [run_file(run, seed, n) for n in TRAIN_OUTPUTS.values()], read_prepared(spec["dataset"], "train"), **w)
             tested = [f for d in tests for f in read_prepared(d, "test")]
             add("infer", [run_file(run, seed, OUTPUTS_DIR)], [model, *tested], **w)
             add("evaluate", [run_file(run, seed, METRICS)], [run_file(run, seed, OUTPUTS_DIR)], **w)

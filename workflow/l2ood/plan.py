@@ -18,7 +18,7 @@ import math
 import sys
 from pathlib import Path
 
-from .config import run_recipe, run_spec, seeds, study_runs
+from .config import is_external, run_recipe, run_spec, seeds, study_runs
 
 #: what benchmarks/gpu_check.py measured on a GPU (absent until a session with a GPU commits it)
 MEASURED_JSON = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.json"
@@ -117,6 +117,8 @@ def summary(config: dict, study: str, measured: dict | None = None):
     measured = measured_throughput() if measured is None else measured
     rows = []
     for run in study_runs(config, study):
+        if is_external(config, run):  # evaluated from its `weights:`, not trained
+            continue
         spec, recipe = run_spec(config, run), run_recipe(config, run)
         key = throughput_key(spec["model"], config["datasets"][spec["dataset"]]["image_size"], recipe["batch_size"])
         n_seeds = len(seeds(config, run))  # `seeds:` is a count or a list

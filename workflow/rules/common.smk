@@ -1,17 +1,18 @@
 # Config -> targets: schema validation, wildcard constraints and every input function.
 # The logic lives in l2ood.config (unit-tested); these are the Snakemake-facing adapters.
 
+import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from l2ood import code
 from l2ood import config as cfglib
-from l2ood import plan, sources  # none imports torch: this runs at parse time on every node
+from l2ood import own_data, plan, sources  # none imports torch: this runs at parse time on every node
 from l2ood.engine import TRAINING_CODE_VERSION
 from l2ood.layout import DETECTOR_METRICS, FEATURES_DIR, METRICS, OUTPUTS_DIR, RUN_DIR, TRAIN_OUTPUTS, run_file
 from l2ood.layout import COMPARISON, COMPARISON_FORMATS, FIGURE_FORMATS, figure_file, prepared_file, prepared_record
-from l2ood.layout import study_file, table_file
+from l2ood.layout import RELEASE, study_file, table_file
 
 _schema = workflow.source_path("../schemas/config.schema.yaml")
 cfglib.coerce_command_line(config, _schema)  # --config gives text inside lists and mappings
@@ -91,8 +92,22 @@ def prepare_inputs(wildcards):
         # the download's record, not the archives (prepare reads them from sources.raw_files): ancient,
         # as a forced download that checked them again has changed nothing the MD5s in params pin
         return {"verified": ancient(sources.verified_file(kind, config["download"]["root"]))}
+    if kind in own_data.KINDS:
+        return {"own": own_data_files(wildcards.dataset, wildcards.split)}
     source = prepare_source(wildcards.dataset, wildcards.split)
     return dict(zip(("split", "record"), read_prepared(*source))) if source else {}
+
+
+def own_data_files(dataset, split):
+    """The files an image_folder or npz data set's split is read from (docs/own.md): each image of a
+    folder, so that an image added, replaced or removed prepares the split again."""
+    spec = dataset_spec(dataset)
+    if split not in spec:
+        raise WorkflowError(f"datasets.{dataset}: a {spec['kind']} set with no `{split}:` path has no {split} split")
+    path = Path(spec[split])
+    if spec["kind"] == "npz" or not path.is_dir():
+        return [str(path)]  # a missing folder: the prepare job names it
+    return sorted(str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def prepare_params(wildcards):
@@ -118,6 +133,32 @@ def raw_md5(dataset):
 
 def train_input(wildcards):
     return read_prepared(run_spec(wildcards.run)["dataset"], "train")  # the split first: scripts/train.py
+
+
+def runs_pattern(external):
+    """A regex of the runs that are (external=False) or are not (True) trained: the train and the
+    import_weights rule each make the model of their own runs only."""
+    names = [r for r in config["runs"] if cfglib.is_external(config, r) == external]
+    return "|".join(re.escape(r) for r in names) or "(?!)"  # (?!): no run
+
+
+def weights_input(wildcards):
+    """The external checkpoint of this run and seed (`weights:` with {seed} filled in)."""
+    return cfglib.weights_file(config, wildcards.run, int(wildcards.seed))
+
+
+def release_inputs(wildcards):
+    seeds = release_seeds(wildcards)
+    return {
+        "models": [run_file(wildcards.run, s, TRAIN_OUTPUTS["model"]) for s in seeds],
+        "configs": [run_file(wildcards.run, s, TRAIN_OUTPUTS["config"]) for s in seeds],
+        "metrics": [run_file(wildcards.run, s, METRICS) for s in seeds],
+    }
+
+
+def release_seeds(wildcards):
+    run_spec(wildcards.run)  # a clear error for an unknown run
+    return cfglib.seeds(config, wildcards.run)
 
 
 def train_params(wildcards):
@@ -164,7 +205,7 @@ def evaluate_params(wildcards):
         "seed": int(wildcards.seed),
         "model": spec["model"],
         "head": spec["head"],
-        "recipe": spec["recipe"],
+        "recipe": spec.get("recipe"),  # none for a run with `weights:`
         "id": spec["dataset"],
         "ood": spec["ood"],
         "tune_scale_on": spec["tune_scale_on"] or spec["ood"],
@@ -296,7 +337,7 @@ def detectors_params(wildcards):
         "seed": int(wildcards.seed),
         "model": spec["model"],
         "head": spec["head"],
-        "recipe": spec["recipe"],
+        "recipe": spec.get("recipe"),  # none for a run with `weights:`
         "id": spec["dataset"],
         "ood": cfglib.detector_ood(config, wildcards.run),
         "names": settings["names"],
@@ -310,6 +351,8 @@ def detectors_params(wildcards):
 JOB_PARAMS = {
     "prepare": {"spec": prepare_params, "md5": prepare_md5},
     "train": {"cfg": train_params, "engine": train_engine},
+    "import_weights": {"cfg": train_params},
+    "release": {"seeds": release_seeds, "code": script_code("release")},
     "infer": {"datasets": infer_datasets, "code": infer_code},
     "features": {"sets": features_sets, "code": features_code},
     "evaluate": {"meta": evaluate_params, "code": script_code("evaluate")},

@@ -79,7 +79,9 @@ if workflow.is_main_process and not invocation.MAINTENANCE & set(sys.argv):
         job_params,
         touch=invocation.touching(sys.argv),
         prepare_inputs=lambda dataset, split: [
-            str(f) for f in prepare_inputs(SimpleNamespace(dataset=dataset, split=split)).values()
+            str(f)
+            for v in prepare_inputs(SimpleNamespace(dataset=dataset, split=split)).values()
+            for f in (v if isinstance(v, list) else [v])  # an image folder's files: a list
         ],
     )
     if _problems:

@@ -14,6 +14,8 @@ rule train:
         "logs/train/{run}/seed{seed}.log",
     benchmark:
         "benchmarks/train/{run}/seed{seed}.tsv"
+    wildcard_constraints:
+        run=runs_pattern(external=False),  # a run with `weights:` is imported (rules/external.smk)
     conda:
         "../../envs/l2ood.yaml"
     threads: config["threads"]["train"]
