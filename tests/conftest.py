@@ -57,8 +57,9 @@ def _check(path):
         )
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item):
+def _guard_phase(item):
+    """One phase of a test (setup, call, teardown), with the stand-in snakemake first on PATH if the
+    test is not marked slow."""
     path = _guarded(item)
     try:
         return (yield)
@@ -66,19 +67,5 @@ def pytest_runtest_setup(item):
         _check(path)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    path = _guarded(item)
-    try:
-        return (yield)
-    finally:
-        _check(path)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item, nextitem):
-    path = _guarded(item)
-    try:
-        return (yield)
-    finally:
-        _check(path)
+# the same guard for each phase (pluggy passes each hook only the arguments its function names)
+pytest_runtest_setup = pytest_runtest_call = pytest_runtest_teardown = pytest.hookimpl(wrapper=True)(_guard_phase)

@@ -9,6 +9,7 @@ from pytorch_ood.detector.openmax.torch import OpenMax as TorchOpenMax
 from scipy.special import expit
 
 from l2ood import detectors as D
+from test_detectors import close, t64
 
 N, DIM, C = 400, 16, 4
 
@@ -24,16 +25,6 @@ def data():
     weight = means - means.mean(axis=0) + rng.normal(size=(C, DIM)) * 0.1
     bias = rng.normal(size=C) * 0.1
     return z, y, test, weight, bias
-
-
-def t64(a):
-    return torch.tensor(np.asarray(a), dtype=torch.float64)
-
-
-def close(ours, theirs, rtol):
-    theirs = np.asarray(theirs, dtype=np.float64)
-    assert np.isfinite(ours).all()
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
 
 
 def torch_head(weight, bias, head_normalized):

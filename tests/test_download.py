@@ -34,12 +34,18 @@ def http_folder(tmp_path):
     server.shutdown()
 
 
-def test_download_over_http_checks_and_renames(tmp_path, monkeypatch, http_folder):
+def _svhn_served(tmp_path, monkeypatch, http_folder):
+    """Fake SVHN archives served over HTTP, the published URLs and MD5s pointed at them: (served folder,
+    {file: md5}, the download root)."""
     served, base = http_folder
     md5s, _ = fakes.make("svhn", served)
     for name, md5 in md5s.items():
         monkeypatch.setitem(sources.FILES["svhn"], name, (f"{base}/{name}", md5))
-    root = tmp_path / "datasets"
+    return served, md5s, tmp_path / "datasets"
+
+
+def test_download_over_http_checks_and_renames(tmp_path, monkeypatch, http_folder):
+    served, md5s, root = _svhn_served(tmp_path, monkeypatch, http_folder)
     download("svhn", root)
     assert files_in(root / "svhn") == ["MD5SUMS", "test_32x32.mat", "train_32x32.mat"]  # no temporary file left
     assert (root / "svhn" / "test_32x32.mat").read_bytes() == (served / "test_32x32.mat").read_bytes()
@@ -64,11 +70,7 @@ def test_a_rerun_keeps_what_is_verified_and_replaces_only_a_bad_file(tmp_path, m
     """Issue 19, item 1: a rerun of the download step (forced, or its MD5SUMS deleted) checks the
     files in place and keeps them; offline, a verified file is never lost; a file failing its MD5
     stays until a checked download replaces it."""
-    served, base = http_folder
-    md5s, _ = fakes.make("svhn", served)
-    for name, md5 in md5s.items():
-        monkeypatch.setitem(sources.FILES["svhn"], name, (f"{base}/{name}", md5))
-    root = tmp_path / "datasets"
+    served, md5s, root = _svhn_served(tmp_path, monkeypatch, http_folder)
     download("svhn", root)
     train, test = root / "svhn" / "train_32x32.mat", root / "svhn" / "test_32x32.mat"
     before = {p: p.stat().st_ino for p in (train, test)}

@@ -2,41 +2,20 @@
 type, the schema rejects the other form naming the one it takes, and every config object stops the
 run at an unknown key."""
 
-import copy
 import re
 
 import pytest
-import yaml
 from conftest import ROOT
 
-from l2ood import config as C
 from l2ood import specs
+from test_config_typos import base, config, config_errors  # noqa: F401 (base, config: its fixtures)
 
-SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 LIBRARY = ROOT / "workflow/l2ood"
-
-
-@pytest.fixture(scope="module")
-def base():
-    return yaml.safe_load((ROOT / "config.yaml").read_text())
-
-
-@pytest.fixture
-def config(base):
-    return copy.deepcopy(base)
 
 
 def errors_of(cfg: dict) -> list[str]:
     """What the workflow says at parse time (common.smk): the schema's errors, else ``check``'s."""
-    C.coerce_command_line(cfg, SCHEMA)
-    errors = C.schema_errors(cfg, SCHEMA)
-    if errors:
-        return errors
-    try:
-        C.check(cfg)
-    except C.ConfigError as err:
-        return [e.strip() for e in str(err).splitlines()[1:]]
-    return []
+    return [e.strip() for e in config_errors(cfg)]
 
 
 DEMO = ["studies", "demo"]

@@ -102,19 +102,7 @@ def resolve_run(config: dict, run: str) -> dict:
     """
     spec = run_spec(config, run)
     idspec = config["datasets"][spec["dataset"]]
-    if spec["weights"] is not None:  # not trained: no recipe, threads or training code count
-        return {
-            "run": run,
-            "dataset": spec["dataset"],
-            "model": spec["model"],
-            "model_kwargs": dict(spec["model_kwargs"]),
-            "head": spec["head"],
-            "num_classes": idspec["num_classes"],
-            "image_size": idspec["image_size"],
-            "normalize": spec["normalize"] or idspec["normalize"],
-            "weights": spec["weights"],
-        }
-    return {
+    model = {
         "run": run,
         "dataset": spec["dataset"],
         "model": spec["model"],
@@ -123,6 +111,11 @@ def resolve_run(config: dict, run: str) -> dict:
         "num_classes": idspec["num_classes"],
         "image_size": idspec["image_size"],
         "normalize": spec["normalize"] or idspec["normalize"],
+    }
+    if spec["weights"] is not None:  # not trained: no recipe, threads or training code count
+        return {**model, "weights": spec["weights"]}
+    return {
+        **model,
         "probe_size": spec["probe_size"],
         "recipe_name": spec["recipe"],
         "recipe": run_recipe(config, run),

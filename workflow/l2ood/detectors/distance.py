@@ -75,16 +75,13 @@ def _class_gaussian(z: np.ndarray, y: np.ndarray, num_classes: int) -> _Gaussian
     return _Gaussian(z - means[y], means, z.mean(axis=0))
 
 
-class RMDS(Detector):
+class RMDS(Mahalanobis):
     """Relative Mahalanobis (Ren et al. 2021): -min_c [MD_c(z) - MD_0(z)], MD_0 a Gaussian fitted to all training features."""
 
     label = "RMDS"
-    family = "distance"
-    uses_head = False
-    uses_train = True
 
     def _fit(self, z, y):
-        self.gaussian = _class_gaussian(z, y, self.head.num_classes)
+        super()._fit(z, y)  # the class Gaussians, as Mahalanobis
         mean = z.mean(axis=0)
         self.background = _Gaussian(z - mean, mean[None, :], mean)
 
