@@ -168,3 +168,24 @@ def test_the_config_check_of_a_weights_run_names_what_does_not_fit():
     cfg["datasets"]["mine"] = {"kind": "image_folder", "image_size": 8}
     with pytest.raises(C.ConfigError, match="datasets.mine: kind 'image_folder' needs 'test'"):
         C.check(cfg)
+
+
+def test_an_imported_openood_checkpoint_gets_odins_scores_from_the_network(tmp_path):
+    """ODIN, the detector that needs the network, on the imported OpenOOD model: finite, and with
+    eps = 0 the temperature-scaled MSP of OpenOOD's own forward pass (log softmax max at T)."""
+    from l2ood.detectors.network import ODIN
+    from l2ood.odin import odin_sets
+
+    sd = openood_state_dict()
+    torch.save(sd, tmp_path / "best.ckpt")
+    cfg = {**_cfg(), "normalize": {"mean": [0.5] * 3, "std": [0.25] * 3}}
+    import_weights(tmp_path / "best.ckpt", cfg, seed=0, out=tmp_path / "model.pt")
+    images = np.random.default_rng(3).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    grid = odin_sets(tmp_path / "model.pt", {"ood": images}, engine={"device": "cpu"})["ood"]
+    scores = ODIN().score_stored(grid, "raw")
+    assert scores.shape == (6,) and np.isfinite(scores).all()
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).double() / 255 - 0.5) / 0.25
+    with torch.no_grad():
+        logits, _ = functional_forward({k: v.double() if v.is_floating_point() else v for k, v in sd.items()}, x)
+    expected = torch.log_softmax(logits / 1000.0, dim=1).max(dim=1).values.numpy()
+    np.testing.assert_allclose(ODIN(temperature=1000.0, epsilon=0.0).score_stored(grid, "raw"), expected, atol=1e-5)
