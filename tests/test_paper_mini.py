@@ -130,7 +130,7 @@ def merged_config(paper: Path) -> dict:
     "figure, panels",
     # fig7: per model the accuracy per bin above, the images and errors per bin below
     [("fig3_center", 1), ("fig3_right", 1), ("fig4", 4), ("fig5", 2), ("fig6", 2), ("fig7", 4), ("collapse", 3),
-     ("detectors", 4)],  # fmt: skip
+     ("detectors", 20)],  # fmt: skip  (detectors: 2 pairs of runs x 5 families, x 2 OoD sets)
 )
 def test_figures_have_their_panels(paper, figure, panels, monkeypatch):
     from l2ood.config import resolve_figure
@@ -171,8 +171,9 @@ def test_detector_tables(paper):
         body = [r for r in rows if r[0] != "Detector"]
         assert len(headers) == 2  # AUROC, then FPR95
         assert len(body) == 2 * len(cfg[table]["rows"]) * len(DETECTORS) * per_row
-        for r in body:
-            assert all(MEAN_STD.match(c) or DIFF.match(c) or c == "" for c in r[1:]), r
+        for r in body:  # the detector, its family, then the numbers
+            assert r[1] in {cls.family for cls in DETECTORS.values()}, r
+            assert all(MEAN_STD.match(c) or DIFF.match(c) or c == "" for c in r[2:]), r
         tidy = pd.read_csv(paper / f"results/paper/tables/{table}.csv")
         assert set(tidy.score) == set(DETECTORS) and (tidy[tidy.stat == "mean"].n_seeds == 2).all()
     text = (paper / "results/paper/tables/openood.md").read_text()

@@ -107,8 +107,9 @@ def test_demo_detectors_table(demo):
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("| ")]
     body = [r for r in rows if r[0] != "Detector"]
     assert len(body) == 2 * len(DETECTORS)  # AUROC and FPR95 sections
-    assert all(len(r) == 1 + 3 * 3 for r in body)  # 3 OoD sets x (No L2, L2, difference)
-    assert all(re.match(r"^\d{1,3}\.\d{1,2} ± \d{1,3}\.\d{1,2}$", c) for r in body for c in (r[1], r[2])), body
+    assert all(len(r) == 2 + 3 * 3 for r in body)  # detector, family, 3 OoD sets x (No L2, L2, difference)
+    assert all(re.match(r"^\d{1,3}\.\d{1,2} ± \d{1,3}\.\d{1,2}$", c) for r in body for c in (r[2], r[3])), body
+    assert {r[1] for r in body} == {cls.family for cls in DETECTORS.values()}
     tidy = pd.read_csv(demo / "results/demo/tables/detectors.csv")
     diffs = tidy[tidy.stat == "diff"]
     assert len(diffs) == 2 * len(DETECTORS) * 3
