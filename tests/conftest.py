@@ -69,3 +69,15 @@ def _guard_phase(item):
 
 # the same guard for each phase (pluggy passes each hook only the arguments its function names)
 pytest_runtest_setup = pytest_runtest_call = pytest_runtest_teardown = pytest.hookimpl(wrapper=True)(_guard_phase)
+
+
+@pytest.fixture(scope="session")
+def tiny_built(tmp_path_factory):
+    """The tiny demo (tests/config/tiny.yaml) built once per session, with what the terminal showed
+    in terminal.txt; test modules take a copy of it (workflow_files.built_copy)."""
+    from workflow_files import copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path_factory.mktemp("tiny-built"))
+    proc = snakemake(work, "--cores", "2", "--configfile", "tests/config/tiny.yaml")
+    (work / "terminal.txt").write_text(proc.stdout + proc.stderr)  # what a user sees
+    return work

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from fakes.raw_datasets import make
 from test_rerun import TINY, plan, snakemake
-from workflow_files import copy_workflow, job_stats
+from workflow_files import built_copy, copy_workflow, job_stats
 
 MNIST = "resources/prepared/mnist/test.npz"
 
@@ -59,10 +59,8 @@ METRICS = [
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("data-rerun"))
-    snakemake(work, "--cores", "2", *TINY)
-    return work
+def built(tmp_path_factory, tiny_built):
+    return built_copy(tmp_path_factory, tiny_built, "data-rerun")  # `snakemake --cores 2` with TINY
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-from workflow_files import copy_workflow, job_stats, snakemake
+from workflow_files import built_copy, job_stats, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,8 @@ def _external_config(work):
     return ["--configfile", "ext.yaml"]
 
 
-def test_a_release_read_back_through_weights_is_not_trained_and_gives_the_same_metrics(tmp_path):
-    work = copy_workflow(tmp_path)
+def test_a_release_read_back_through_weights_is_not_trained_and_gives_the_same_metrics(tmp_path_factory, tiny_built):
+    work = built_copy(tmp_path_factory, tiny_built, "external")  # the tiny demo, trained
     snakemake(work, f"results/release/{RUN}.zip", "--cores", "2", *TINY)  # targets first: --configfile takes several
     with zipfile.ZipFile(work / f"results/release/{RUN}.zip") as zf:
         zf.extractall(work / "ext")

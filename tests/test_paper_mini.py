@@ -145,9 +145,12 @@ def test_figures_have_their_panels(paper, figure, panels, monkeypatch):
     axes = [ax for ax in fig.axes if ax.has_data()]
     assert len(axes) == panels
     for ax in axes:
-        # titled, and labelled on x or y (a panel sharing a labelled panel's y-axis is labelled by it)
+        # titled (or below a titled panel whose x-axis it shares: the detectors figure's family rows),
+        # and labelled on x or y (a panel sharing a labelled panel's axis is labelled by it)
+        shares_title = any(o.get_title() for o in ax.get_shared_x_axes().get_siblings(ax))
         shares_label = any(o.get_ylabel() for o in ax.get_shared_y_axes().get_siblings(ax))
-        assert ax.get_title() and (ax.get_xlabel() or ax.get_ylabel() or shares_label), ax
+        shares_label |= any(o.get_xlabel() for o in ax.get_shared_x_axes().get_siblings(ax))
+        assert (ax.get_title() or shares_title) and (ax.get_xlabel() or ax.get_ylabel() or shares_label), ax
 
 
 def test_report_groups_tables_and_figures(paper):

@@ -25,7 +25,7 @@ from conftest import ROOT
 from l2ood import config as C
 from l2ood import plan as P
 from l2ood.engine import ENGINE_DEFAULTS, TRAINING_CODE_VERSION
-from workflow_files import copy_workflow, job_stats, snakemake
+from workflow_files import built_copy, copy_workflow, job_stats, snakemake
 
 TINY = ["--configfile", "tests/config/tiny.yaml"]  # more files follow it: a second --configfile replaces the first
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
@@ -252,10 +252,8 @@ raise ValueError("the message a user needs")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("rerun"))
-    snakemake(work, "--cores", "2", *TINY)
-    return work
+def built(tmp_path_factory, tiny_built):
+    return built_copy(tmp_path_factory, tiny_built, "rerun")  # `snakemake --cores 2` with TINY
 
 
 def edited(work: Path, name: str, old: str, new: str):

@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT
-from workflow_files import copy_workflow, job_stats, snakemake
+from workflow_files import built_copy, copy_workflow, job_stats, snakemake
 
 pytestmark = pytest.mark.slow  # every test here runs Snakemake: the demo, a dry run or a lint
 
@@ -26,11 +26,8 @@ TINY = ["--configfile", "tests/config/tiny.yaml"]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("demo"))
-    proc = snakemake(work, "--cores", "2", *TINY)
-    (work / "terminal.txt").write_text(proc.stdout + proc.stderr)  # what a user sees
-    return work
+def demo(tmp_path_factory, tiny_built):
+    return built_copy(tmp_path_factory, tiny_built, "demo")  # `snakemake --cores 2` with TINY, terminal.txt
 
 
 def test_lint_and_format_are_clean():

@@ -86,3 +86,12 @@ def dry_run(*args, timeout=300) -> subprocess.CompletedProcess:
     proc = snakemake(ROOT, "-n", *args, check=False, timeout=timeout)
     proc.jobs = job_stats(proc.stdout)
     return proc
+
+
+def built_copy(tmp_path_factory, built: Path, name: str) -> Path:
+    """A copy of the session's built tiny demo (conftest's ``tiny_built``) for one test module to
+    change: modification times and Snakemake's records (``.snakemake/``, relative paths) come along,
+    so it plans as the original does, and the demo is built once per session instead of per module."""
+    work = tmp_path_factory.mktemp(name) / "work"
+    shutil.copytree(built, work, symlinks=True)
+    return work
