@@ -143,7 +143,8 @@ def test_failing_and_hanging_tasks_are_recorded_and_their_processes_killed(gc, t
     assert failed["status"] == "failed" and "unknown model 'no_such_model'" in failed["error"]
     # a task that starts two workers and runs out of time: it and its workers are killed
     slow = {"kind": "concurrent", "processes": 2, "run": "x", "train": {**train, "cfg": cfg}}
-    hung = gc.run_task({"part": "concurrency", "name": "slow", "timeout": 4, "spec": slow}, tmp_path, 600)
+    # 1 s: less than two workers take to import torch, so it times out however fast the machine is
+    hung = gc.run_task({"part": "concurrency", "name": "slow", "timeout": 1, "spec": slow}, tmp_path, 600)
     assert hung["status"] == "timeout" and hung["wall_s"] < 60
     deadline = time.time() + 10  # SIGKILL is delivered at once, the exit takes a moment
     while alive_in_group(hung["pid"]) and time.time() < deadline:
