@@ -82,6 +82,12 @@ def atomic_torch_save(obj, path: Path) -> None:
         torch.save(obj, f)
 
 
+def save_model(model: torch.nn.Module, cfg: dict, seed: int, path: Path) -> None:
+    """A run's ``model.pt``: ``{"state_dict", "config", "seed"}``, what ``l2ood.inference.load_model``
+    reads (written by training, and by ``l2ood.weights`` for an external checkpoint)."""
+    atomic_torch_save({"state_dict": model.state_dict(), "config": cfg, "seed": seed}, Path(path))
+
+
 #: what an unreadable checkpoint is renamed to (``CHECKPOINT`` + this): kept for a look, never read
 UNREADABLE = ".unreadable"
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from . import augment as aug
-from .checkpoint import atomic_torch_save, data_digest, identity_digest, load_checkpoint, run_identity, save_checkpoint
+from .checkpoint import data_digest, identity_digest, load_checkpoint, run_identity, save_checkpoint, save_model
 from .collapse import collapse_measures
 from .engine import recipe_value
 from .epochlog import EpochClock, log_epoch
@@ -369,4 +369,4 @@ def write_run(out_dir: Path, model, cfg: dict, seed: int, progress: dict, probe_
         sq_change=np.stack(progress["sq_change"]).astype(np.float32),  # (epochs, P): ||z_e - z_{e-1}||^2
         features=progress["last_probe"].numpy().astype(np.float16),  # (P, d) at the end
     )
-    atomic_torch_save({"state_dict": model.state_dict(), "config": cfg, "seed": seed}, out["model"])
+    save_model(model, cfg, seed, out["model"])

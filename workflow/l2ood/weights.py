@@ -124,10 +124,10 @@ def load_into(model: torch.nn.Module, state: dict, where, num_classes: int, imag
 def import_weights(src, cfg: dict, seed: int, out) -> dict:
     """Write the run's ``model.pt`` (``out``) from the external checkpoint ``src``, as training would:
     ``{"state_dict", "config", "seed"}``. Returns what the run's config.yaml records about the source."""
-    from .train import atomic_torch_save
+    from .checkpoint import save_model
 
     state = read_state_dict(src)
     model = build_model(cfg["model"], cfg["num_classes"], cfg["head"], cfg["image_size"], **cfg["model_kwargs"])
     layout = load_into(model, state, src, cfg["num_classes"], cfg["image_size"])
-    atomic_torch_save({"state_dict": model.state_dict(), "config": cfg, "seed": seed}, Path(out))
+    save_model(model, cfg, seed, out)
     return {"path": str(src), "sha256": sha256(src), "layout": layout}
