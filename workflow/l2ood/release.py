@@ -24,6 +24,7 @@ import yaml
 
 from .fileio import atomic_path
 from .layout import HEADS, METRICS, TRAIN_OUTPUTS
+from .stats import mean_std, pct_std
 
 #: the files of each seed a release holds, as named in the run folder
 SEED_FILES = (TRAIN_OUTPUTS["model"], TRAIN_OUTPUTS["config"], METRICS)
@@ -34,8 +35,8 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def _pct(values) -> str:
-    values = pd.Series(values, dtype=float)
-    return f"{100 * values.mean():.1f} ± {100 * values.std(ddof=1):.1f}" if len(values) > 1 else f"{100 * values.mean():.1f}"
+    """Mean ± std over seeds as the tables print it (l2ood.stats: one seed prints the mean alone)."""
+    return pct_std(*mean_std(values))
 
 
 def model_card(run: str, config: dict, metrics: pd.DataFrame, seeds: list[int]) -> str:
